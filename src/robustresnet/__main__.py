@@ -1,0 +1,5 @@
+"""`python -m robustresnet` is `rrn`."""
+
+from .cli import main
+
+raise SystemExit(main())

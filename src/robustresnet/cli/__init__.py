@@ -1,0 +1,35 @@
+"""The `rrn` command: a thin layer over the library, one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import RobustResNetError
+
+# Each module defines `add_parser(subparsers)` returning its parser with `func` set.
+SUBCOMMANDS: list[str] = []
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="rrn",
+        description="RobustResNets: architectures, adversarial training and evaluation.",
+        epilog="Run `rrn COMMAND --help` for a command's options and an example.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `rrn`; library errors become one clear line and exit code 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except RobustResNetError as err:
+        print(f"rrn {args.command}: error: {err}", file=sys.stderr)
+        return 2
