@@ -131,6 +131,9 @@ def test_from_dict_rejects_unknown_keys():
     data = get_spec("wrn-28-10").to_dict()
     with pytest.raises(ConfigError, match="spec.widht"):
         ArchSpec.from_dict({**data, "widht": 3})
+    data["stages"][2]["activation"] = "tanh"
+    with pytest.raises(ConfigError, match=r"stages\[2\].activation: got 'tanh'"):
+        ArchSpec.from_dict(data)
     data["stages"][1]["dept"] = 2
     with pytest.raises(ConfigError, match=r"stages\[1\].dept"):
         ArchSpec.from_dict(data)
