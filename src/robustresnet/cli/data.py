@@ -106,5 +106,4 @@ def _splits(args: argparse.Namespace) -> list[str]:
 def _load(args: argparse.Namespace, split: str) -> ImageDataset:
     if _is_extra(args.name):
         return load_extra(args.name)
-    opts = {"quiet": args.quiet} if args.name.lower() == "tiny-imagenet" else {}
-    return load_dataset(args.name, args.root, split=split, download=args.download, **opts)
+    return load_dataset(args.name, args.root, split=split, download=args.download, quiet=args.quiet)
