@@ -15,7 +15,7 @@ import torch
 
 from ..errors import ConfigError
 from ._dataset import ImageDataset
-from .augment import random_crop, random_flip, random_rotation, to_float
+from .augment import random_crop_flip, random_rotation, to_float
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 _BASE, _EXTRA, _AUGMENT = 0, 1, 2  # independent random streams of one epoch
@@ -100,10 +100,10 @@ class DeviceLoader:
         extra = self._extra_indices(self.epoch) if self.extra is not None else None
         for step in range(self.position, len(self)):
             chosen = base[step * self.base_count : (step + 1) * self.base_count]
-            x, y = self.images[chosen], self.labels[chosen]
+            x, y = self.images.index_select(0, chosen), self.labels[chosen]
             if extra is not None:
                 picked = extra[step * self.extra_count : (step + 1) * self.extra_count]
-                x = torch.cat([x, self.extra[0][picked]])
+                x = torch.cat([x, self.extra[0].index_select(0, picked)])
                 y = torch.cat([y, self.extra[1][picked]])
             batch = self._augment(x, step), y
             self.position = step + 1
@@ -113,10 +113,8 @@ class DeviceLoader:
     def _augment(self, x: torch.Tensor, step: int) -> torch.Tensor:
         """Crop and flip on uint8, then floats, then rotation; seeded per batch for resume."""
         generator = _generator(self.seed, self.epoch, _AUGMENT + self.rank, step)
-        if self.crop_padding:
-            x = random_crop(x, self.crop_padding, generator)
-        if self.flip:
-            x = random_flip(x, generator)
+        if self.crop_padding or self.flip:
+            x = random_crop_flip(x, padding=self.crop_padding, flip=self.flip, generator=generator)
         x = to_float(x)
         return random_rotation(x, self.rotation, generator) if self.rotation else x
 
