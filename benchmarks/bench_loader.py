@@ -39,7 +39,8 @@ class PerSampleCrop(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = F.pad(self.images[index], (4, 4, 4, 4))
-        top, left = torch.randint(0, 9, (2,)).tolist()
+        top = torch.randint(0, 9, size=(1,)).item()  # as RandomCrop.get_params draws them
+        left = torch.randint(0, 9, size=(1,)).item()
         image = image[:, top : top + 32, left : left + 32]
         if torch.rand(1).item() < 0.5:
             image = image.flip(-1)
