@@ -21,10 +21,10 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 _BASE, _EXTRA, _AUGMENT = 0, 1, 2  # independent random streams of one epoch
 
 
-def stream_seed(seed: int, epoch: int, stream: int, index: int = 0) -> int:
-    """A 63-bit seed mixing its parts, so (seed, epoch) pairs never share a stream."""
+def stream_seed(*parts: int) -> int:
+    """A 63-bit seed mixing (seed, epoch, stream, ...), so (seed, epoch) pairs never share one."""
     value = 0
-    for part in (seed, epoch, stream, index):
+    for part in parts:
         value = (value * 0x9E3779B97F4A7C15 + part + 1) % (1 << 64)
         value ^= value >> 31
     return value % (1 << 63)
@@ -112,7 +112,7 @@ class DeviceLoader:
 
     def _augment(self, x: torch.Tensor, step: int) -> torch.Tensor:
         """Crop and flip on uint8, then floats, then rotation; seeded per batch for resume."""
-        generator = _generator(self.seed, self.epoch, _AUGMENT + self.rank, step)
+        generator = _generator(self.seed, self.epoch, _AUGMENT, self.rank, step)
         if self.crop_padding or self.flip:
             x = random_crop_flip(x, padding=self.crop_padding, flip=self.flip, generator=generator)
         x = to_float(x)
@@ -133,11 +133,8 @@ class DeviceLoader:
             order = torch.randperm(total, generator=_generator(self.seed, epoch, _EXTRA, rounds))
             pieces.append(order[self.rank * share : (self.rank + 1) * share])
             rounds += 1
-        return (
-            torch.cat(pieces)[:needed].to(self.device)
-            if pieces
-            else torch.empty(0, dtype=torch.long)
-        )
+        empty = torch.empty(0, dtype=torch.long)
+        return torch.cat([empty, *pieces])[:needed].to(self.device)
 
     def _eval_range(self) -> tuple[int, int]:
         """(start, count) of this rank's contiguous share of the data, in order, nothing dropped."""
@@ -177,7 +174,8 @@ def _check_options(batch_size, extra, fraction, rank, world_size, train, images,
     if not 0 <= fraction < 1:
         raise ConfigError("extra_fraction", fraction, "a number in [0, 1)")
     if fraction > 0 and (extra is None or not train):
-        raise ConfigError("extra", extra, "an extra dataset (training loaders only) when mixing")
+        given = None if extra is None else type(extra).__name__
+        raise ConfigError("extra", given, "an extra dataset (training loaders only) when mixing")
     if round(batch_size * fraction) >= batch_size:
         raise ConfigError(
             "extra_fraction", fraction, f"a share leaving base images in {batch_size}"
