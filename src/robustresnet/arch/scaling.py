@@ -183,5 +183,5 @@ def robust_scaling(
     else:
         input_size = spec_fields.get("input_size", ArchSpec.input_size)
         depths, widening = _baseline(target, rule, input_size)
-    name = f"{rule}-{format_count(target)}-{block}"
+    name = f"{rule}-{target / 1e9:g}G-{block}"
     return scaled_spec(depths, widening, name=name, **options)
