@@ -69,6 +69,7 @@ def test_wrn_28_10_conv_and_linear_alone_give_5_243g():
         (nn.AdaptiveAvgPool2d(2), (4, 4, 4), 16),
         (nn.Upsample(scale_factor=2, mode="bilinear"), (1, 2, 2), 4 * 16),
         (nn.Sequential(nn.ReLU(), nn.SiLU(), nn.Sigmoid(), nn.GELU(), nn.Softplus()), (4, 3), 0),
+        (nn.Sequential(nn.Mish(), nn.ELU(), nn.PReLU(), nn.Dropout(), nn.Softmax(1)), (4, 3), 0),
         (nn.MaxPool2d(2), (4, 4, 4), 0),
     ],
 )
