@@ -29,6 +29,8 @@ def test_zoo_lists_every_preset(capsys):
     assert main(["zoo"]) == 0
     text = capsys.readouterr().out
     assert "robustresnet-a1" in text and "5.11G" in text and "267M" in text
+    large = _json(capsys, ["zoo", "--input-size", "64", "--json"])
+    assert large[0]["input_size"] == [3, 64, 64] and large[0]["macs"] > 3.9 * a1["macs"]
 
 
 def test_profile_preset_json(capsys):

@@ -17,8 +17,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="list the preset networks with params and MACs",
         description="Presets of the paper (RobustResNet-A1..A4, WRN-A1..A4, the standard WRNs,\n"
         "PreActResNet-18): block, stage depths and widening, trainable params, and MACs for\n"
-        "one 32x32 image, counted by torchprofile's rules.",
-        **example_epilog("rrn zoo", "rrn zoo --json"),
+        "one 32x32 image (or --input-size), counted by torchprofile's rules.",
+        **example_epilog("rrn zoo", "rrn zoo --json", "rrn zoo --input-size 64"),
+    )
+    parser.add_argument(
+        "--input-size", type=int, default=None, help="image side in pixels (default: 32)"
     )
     add_output_flags(parser)
     parser.set_defaults(func=run)
@@ -27,7 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     rows = [
-        summary(spec, profile(spec), name)
+        summary(spec, profile(spec, input_size=args.input_size), name)
         for name, spec in progress(PRESETS.items(), quiet=args.quiet, desc="profiling")
     ]
     if args.json:
