@@ -9,8 +9,9 @@ does it so:
 2. The total widening T_W where the 7:3 line (T_D = 7/3 · T_W) crosses the target is found, and
    every pair (T_D, T_W) with T_W within 2 of it is costed (exact MACs of the built network).
 3. Among the pairs whose MACs lie within `tolerance` (2.5%) of the target, the one whose
-   T_D : T_W is closest to 7:3 (in log ratio) wins, ties going to the closer MACs; when no pair is
-   that close (very small targets), the pair with the closest MACs wins.
+   T_D : T_W is closest to 7:3 (in log ratio) wins, ties going to the closer MACs. When that
+   best pair is still more than 15% off 7:3 (small targets, where one block is a big MAC step),
+   the search allows up to 5%; when no pair is within 5%, the closest MACs win.
 
 With it, 5G gives RobustResNet-A1 exactly and 10G / 20G / 40G land within one block or one unit of
 widening of A2 / A3 / A4 per stage (the published A2 itself is 7.9% above 10G). Ratio first
@@ -41,6 +42,7 @@ STANDARD_WRNS = ("wrn-28-10", "wrn-34-12", "wrn-46-14", "wrn-70-16")
 RULES = ("compound", "depth", "width")
 _WINDOW = 2  # total widening searched on each side of the 7:3 crossing
 MAX_MISS = 0.05  # a compound result is never further from its target than this
+RATIO_SLACK = 0.15  # |log ratio| beyond which MACs may go up to MAX_MISS to keep the shape
 
 
 def apportion(total: int, ratio: Sequence[float]) -> tuple[int, ...]:
@@ -124,9 +126,11 @@ def _candidates(target: int, crossing: int, options: dict[str, Any]) -> list[_Ca
 def _compound(target: int, tolerance: float, options: dict[str, Any]) -> _Candidate:
     """The compound rule's choice (see the module docstring)."""
     candidates = _candidates(target, _crossing(target, options), options)
-    within = [c for c in candidates if c.miss <= tolerance]
-    if within:
-        return min(within, key=lambda c: (c.ratio_error, c.miss))
+    for limit in (tolerance, max(tolerance, MAX_MISS)):
+        within = [c for c in candidates if c.miss <= limit]
+        best = min(within, key=lambda c: (c.ratio_error, c.miss), default=None)
+        if best is not None and (best.ratio_error <= RATIO_SLACK or limit >= MAX_MISS):
+            return best
     best = min(candidates, key=lambda c: c.miss)
     if best.miss > MAX_MISS:
         smallest = profile(scaled_spec((1,) * len(DEPTH_RATIO), (1,) * len(DEPTH_RATIO), **options))
