@@ -10,6 +10,8 @@ from .arch import (
     save_weights,
     zoo,
 )
+from .arch.profile import Profile, profile
+from .arch.scaling import robust_scaling
 from .errors import CheckpointError, ConfigError, DataError, RobustResNetError
 
 __version__ = "0.1.0"
@@ -23,6 +25,9 @@ __all__ = [
     "resolve_spec",
     "save_weights",
     "zoo",
+    "Profile",
+    "profile",
+    "robust_scaling",
     "CheckpointError",
     "ConfigError",
     "DataError",

@@ -9,7 +9,12 @@ import sys
 from ..errors import RobustResNetError
 
 # Each module defines `add_parser(subparsers)` returning its parser with `func` set.
-SUBCOMMANDS: list[str] = ["data"]
+SUBCOMMANDS: list[str] = [
+    "zoo",
+    "profile",
+    "scale",
+    "data",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
