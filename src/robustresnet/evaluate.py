@@ -180,11 +180,12 @@ def _run(model, spec, state, images, labels, *, batch_size, seed, quiet, path) -
     clean = _decode(state["flags"].get("clean", "." * n))
     flags = _decode(state["flags"].get(spec.name, "." * n))
     pending = ((flags == -1) & (clean != 0)).nonzero().squeeze(1)
+    batches = pending.split(batch_size) if len(pending) else ()
     if spec.kind != "clean":
         flags[clean == 0] = 0
         state["flags"][spec.name] = _encode(flags)
     offset = state["samples"]["offset"]
-    for idx in progress(pending.split(batch_size), quiet=quiet, desc=spec.label, unit="batch"):
+    for idx in progress(batches, quiet=quiet, desc=spec.label, unit="batch"):
         start = time.perf_counter()
         x, y = _batch(images, labels, idx, device, fmt)
         batch_seed = zlib.crc32(f"{seed}:{spec.name}:{offset + int(idx[0])}".encode())
@@ -207,7 +208,7 @@ def summarise(state: dict, *, pgd_aa_tolerance: float = 0.05) -> dict:
     report["accuracy"] = {k: c / n for k, c in report["correct"].items()}
     if all(name in flags for name in names):
         worst = torch.stack([flags[name] == 1 for name in names]).all(0)
-        report["accuracy"]["worst_case"] = worst.float().mean().item()
+        report["accuracy"]["worst_case"] = int(worst.sum()) / n
     report["complete"] = all(name in flags and not (flags[name] == -1).any() for name in names)
     report["seconds"] = {**state["seconds"], "total": sum(state["seconds"].values())}
     report["warnings"] = state["check_warnings"] + _gap_warnings(

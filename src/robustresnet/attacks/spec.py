@@ -36,17 +36,23 @@ class AttackSpec:
     @property
     def label(self) -> str:
         """The paper's column name (PGD-20, CW-40, AA), or the name as written with options."""
+        if self.kind == "aa" and self.autoattack != STANDARD:
+            custom = "AA (" + "+".join(self.autoattack) + ")"
+            return custom if self.name.count(":") == 1 else self.name
         if ":" in self.name:
             return self.name
         if self.kind == "pgd":
             return f"{'CW' if self.loss == 'cw' else 'PGD'}-{self.steps}"
-        if self.kind == "aa" and self.autoattack != STANDARD:
-            return "AA (" + "+".join(self.autoattack) + ")"
         return _LABELS[self.kind]
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as JSON-ready values."""
-        return {**asdict(self), "autoattack": list(self.autoattack)}
+        """The settings that matter for this kind of attack, as JSON-ready values."""
+        fields = {"clean": (), "fgsm": ("eps", "norm"), "aa": ("eps", "norm", "autoattack")}
+        keep = fields.get(self.kind, ("eps", "norm", "steps", "step_size", "loss", "random_start"))
+        values = {k: v for k, v in asdict(self).items() if k in keep}
+        if "autoattack" in values:
+            values["autoattack"] = list(values["autoattack"])
+        return {"name": self.name, "kind": self.kind, **values}
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, seed: int) -> dict:
         """Per-sample robust flags of (x, y) under this attack: {name: flags[, name/sub: ...]}."""
