@@ -174,3 +174,43 @@ def test_attack_names_and_options(text, label, changes):
 def test_bad_attack_names_raise_config_error(text):
     with pytest.raises(ConfigError):
         parse_attack(text)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """An untrained three-stage WRN (widening 1) saved as a run directory: arch.yaml + weights."""
+    from robustresnet import ArchSpec, StageSpec, build_model, save_weights
+
+    torch.manual_seed(0)
+    spec = ArchSpec(stages=tuple(StageSpec(depth=1, widening=1, stride=s) for s in (1, 2, 2)))
+    run_dir = tmp_path_factory.mktemp("run")
+    spec.save(run_dir / "arch.yaml")
+    save_weights(build_model(spec), run_dir / "weights" / "last.safetensors")
+    return run_dir
+
+
+def rrn_eval(capsys, *args: str) -> dict:
+    from robustresnet.cli import main
+
+    assert main(["eval", *args, "--data", "digits", "--json", "--quiet"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_rrn_eval_end_to_end_writes_and_resumes_its_report(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "eval"
+    args = ("-n", "24", "--attacks", "clean,fgsm,pgd5", "--batch-size", "10", "--out", str(out))
+    report = rrn_eval(capsys, str(tiny_checkpoint), *args)
+    assert report["complete"] and report["samples"]["n"] == 24
+    assert report["source"]["data"] == "digits/test"
+    assert json.loads((out / "report.json").read_text())["flags"] == report["flags"]
+    assert (out / "report.md").read_text().startswith("| model | Clean | FGSM | PGD-5 |")
+    weights = str(tiny_checkpoint / "weights" / "last.safetensors")  # spec from its metadata
+    again = rrn_eval(capsys, weights, *args, "--name", tiny_checkpoint.stem)
+    assert again["flags"] == report["flags"]
+
+
+def test_rrn_eval_names_a_missing_checkpoint(tmp_path, capsys):
+    from robustresnet.cli import main
+
+    assert main(["eval", str(tmp_path / "nope.safetensors"), "--data", "digits"]) == 2
+    assert "nope.safetensors" in capsys.readouterr().err

@@ -128,7 +128,7 @@ def _resume(path: Path | None, fresh: dict) -> dict:
         raise ConfigError(
             "state_path", str(path), f"a state of the same evaluation (differs in {different})"
         )
-    return saved
+    return {k: saved[k] for k in (*fresh, "versions", "device", "date") if k in saved}
 
 
 def _sanity_checks(model, x, y, *, eps, norm, zero_grad_tolerance) -> list[str]:
@@ -158,8 +158,9 @@ def _sanity_checks(model, x, y, *, eps, norm, zero_grad_tolerance) -> list[str]:
 
 
 def _save(path: Path | None, state: dict) -> None:
+    """Write the state as a full report (complete: false until done); a rerun resumes it."""
     if path is not None:
-        write_json(path, state)
+        write_json(path, summarise(state))
 
 
 def _record(state: dict, results: dict[str, torch.Tensor], idx, clean: torch.Tensor) -> None:
@@ -203,7 +204,7 @@ def summarise(state: dict, *, pgd_aa_tolerance: float = 0.05) -> dict:
     n = state["samples"]["n"]
     flags = {k: _decode(v) for k, v in state["flags"].items()}
     names = [a["name"] for a in state["settings"]["attacks"]]
-    report = {k: v for k, v in state.items() if k not in ("flags", "checked")}
+    report = {k: v for k, v in state.items() if k != "flags"}
     report["correct"] = {k: int((f == 1).sum()) for k, f in flags.items()}
     report["accuracy"] = {k: c / n for k, c in report["correct"].items()}
     if all(name in flags for name in names):
@@ -249,6 +250,7 @@ def evaluate(
     state_path: str | Path | None = None,
     offset: int = 0,
     name: str = "model",
+    source: dict[str, Any] | None = None,
     sanity_checks: bool = True,
     amp_dtype: torch.dtype | None = None,
     quiet: bool = True,
@@ -259,7 +261,8 @@ def evaluate(
 
     Each attack runs on the clean-correct samples, so its accuracy is the paper's figure for that
     attack alone; "worst_case" is the AND of all flags. With `state_path` the report is saved after
-    every batch and a rerun resumes it. `images`: uint8 or float in [0, 1], NCHW.
+    every batch and a rerun resumes it. `images`: uint8 or float in [0, 1], NCHW; `source`: free
+    notes kept in the report (e.g. the checkpoint path).
     """
     if len(images) != len(labels) or len(labels) == 0:
         raise ConfigError("images/labels", (len(images), len(labels)), "the same non-zero length")
@@ -270,6 +273,8 @@ def evaluate(
     fresh = _new_state(name, specs, labels, eps=eps, norm=norm, seed=seed, batch_size=batch_size,
                        offset=offset, amp_dtype=amp_dtype)  # fmt: skip
     state = _resume(path, fresh)
+    if source is not None:
+        state["source"] = source
     device = _device_of(model)
     options = {"batch_size": batch_size, "seed": seed, "quiet": quiet, "path": path}
     with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():

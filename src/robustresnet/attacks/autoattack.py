@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .pgd import frozen, memory_format_of, predict
+from .pgd import frozen, predict
 
 AttackName = Literal["apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square"]
 ATTACKS: tuple[str, ...] = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
@@ -32,6 +32,29 @@ class AutoAttackResult:
         """Robust accuracy after each attack, in order (cumulative, as AutoAttack reports it)."""
         n = max(self.flags.numel(), 1)
         return {name: f.sum().item() / n for name, f in self.flags_after.items()}
+
+
+class _ContiguousGradient(torch.autograd.Function):
+    """Identity whose backward returns an NCHW-contiguous gradient."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
+
+
+class _NCHWInput(nn.Module):
+    """The model with NCHW input gradients: pyautoattack `.view()`s them (channels_last fails)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(_ContiguousGradient.apply(x))
 
 
 def parse_attacks(attacks: str | Sequence[str] = "standard") -> tuple[str, ...]:
@@ -89,7 +112,7 @@ def autoattack(
     devices = [x.device] if x.device.type == "cuda" else []
     try:
         with frozen(model), torch.random.fork_rng(devices=devices):
-            x = x.detach().contiguous(memory_format=memory_format_of(model))
+            x = x.detach().contiguous()
             logits = predict(model, x, batch_size=batch_size)
             flags = logits.argmax(1) == y
             flags_after: dict[str, torch.Tensor] = {}
@@ -97,7 +120,7 @@ def autoattack(
                 idx = flags.nonzero().squeeze(1)
                 if idx.numel():
                     adversary = _autoattack(
-                        model,
+                        _NCHWInput(model),
                         name,
                         eps=eps,
                         norm=norm,
