@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
 from ._io import write_json
 from ._progress import progress
 from .attacks.pgd import frozen, margin_loss, memory_format_of, pgd, predict
@@ -70,6 +69,8 @@ def _batch(images, labels, idx, device, memory_format):
 
 
 def _environment(device: torch.device) -> dict[str, Any]:
+    from . import __version__  # here: the package imports this module while it initialises
+
     try:
         autoattack_version = importlib.metadata.version("pyautoattack")
     except importlib.metadata.PackageNotFoundError:
@@ -294,9 +295,9 @@ def evaluate(
 
 
 def _check(model, state, images, labels, batch_size, zero_grad_tolerance, path) -> None:
-    """Run the sanity checks once, on the first batch of clean-correct samples."""
+    """Run the sanity checks once, on (at most 64 of) the first clean-correct samples."""
     start = time.perf_counter()
-    idx = (_decode(state["flags"]["clean"]) == 1).nonzero().squeeze(1)[:batch_size]
+    idx = (_decode(state["flags"]["clean"]) == 1).nonzero().squeeze(1)[: min(batch_size, 64)]
     if len(idx):
         x, y = _batch(images, labels, idx, _device_of(model), memory_format_of(model))
         settings = state["settings"]
