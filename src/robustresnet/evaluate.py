@@ -191,8 +191,9 @@ def _run(model, spec, state, images, labels, *, batch_size, seed, quiet, path) -
         start = time.perf_counter()
         x, y = _batch(images, labels, idx, device, fmt)
         batch_seed = zlib.crc32(f"{seed}:{spec.name}:{offset + int(idx[0])}".encode())
-        results = spec.run(model, x, y, seed=seed if spec.kind == "aa" else batch_seed)
+        results, messages = spec.run(model, x, y, seed=seed if spec.kind == "aa" else batch_seed)
         _record(state, results, idx, clean)
+        state["check_warnings"] = list(dict.fromkeys(state["check_warnings"] + messages))
         if spec.kind == "clean":
             clean = _decode(state["flags"]["clean"])
         seconds = state["seconds"]

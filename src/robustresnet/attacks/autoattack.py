@@ -4,6 +4,7 @@ per-attack robust accuracy and per-sample robust flags."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -18,6 +19,7 @@ AttackName = Literal["apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square"]
 ATTACKS: tuple[str, ...] = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
 # The authors' standard version, in its order.
 STANDARD: tuple[str, ...] = ("apgd-ce", "apgd-t", "fab-t", "square")
+_COUNT = re.compile(r"\d+")
 _NORMS = {"inf": "Linf", "2": "L2", "1": "L1"}
 
 
@@ -27,11 +29,23 @@ class AutoAttackResult:
 
     flags: torch.Tensor
     flags_after: dict[str, torch.Tensor]
+    warnings: tuple[str, ...] = ()
 
     def accuracy(self) -> dict[str, float]:
         """Robust accuracy after each attack, in order (cumulative, as AutoAttack reports it)."""
         n = max(self.flags.numel(), 1)
         return {name: f.sum().item() / n for name, f in self.flags_after.items()}
+
+
+class _Collect(logging.Handler):
+    """Keeps the warnings pyautoattack logs (zero gradients, randomised defence, ...)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 class _ContiguousGradient(torch.autograd.Function):
@@ -100,15 +114,17 @@ def autoattack(
 ) -> AutoAttackResult:
     """Run AutoAttack on (x, y) as a cascade: each attack only on samples still robust.
 
-    Quiet unless `verbose`; the model is frozen throughout; torch's global RNG, which pyautoattack
-    reseeds, is restored afterwards.
+    Quiet unless `verbose` (its logged warnings are returned); the model is frozen throughout;
+    torch's global RNG, which pyautoattack reseeds, is restored afterwards.
     """
     names = parse_attacks(attacks)
     if norm not in _NORMS:
         raise ConfigError("norm", norm, '"inf", "2" or "1"')
     logger = logging.getLogger("auto-attack")
-    level = logger.level
-    logger.setLevel(logging.DEBUG if verbose else logging.ERROR)
+    level, propagate, collect = logger.level, logger.propagate, _Collect()
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logger.propagate = verbose
+    logger.addHandler(collect)
     devices = [x.device] if x.device.type == "cuda" else []
     try:
         with frozen(model), torch.random.fork_rng(devices=devices):
@@ -136,4 +152,8 @@ def autoattack(
                 flags_after[name] = flags
     finally:
         logger.setLevel(level)
-    return AutoAttackResult(flags=flags, flags_after=flags_after)
+        logger.propagate = propagate
+        logger.removeHandler(collect)
+    # One line per kind of warning: per-batch counts become N.
+    messages = tuple(dict.fromkeys("AutoAttack: " + _COUNT.sub("N", m) for m in collect.messages))
+    return AutoAttackResult(flags=flags, flags_after=flags_after, warnings=messages)

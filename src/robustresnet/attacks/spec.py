@@ -54,14 +54,16 @@ class AttackSpec:
             values["autoattack"] = list(values["autoattack"])
         return {"name": self.name, "kind": self.kind, **values}
 
-    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, seed: int) -> dict:
-        """Per-sample robust flags of (x, y) under this attack: {name: flags[, name/sub: ...]}."""
+    def run(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, seed: int
+    ) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """Per-sample robust flags of (x, y), {name: flags[, name/sub: ...]}, and warnings."""
         if self.kind == "aa":
             result = autoattack(
                 model, x, y, eps=self.eps, norm=self.norm, attacks=self.autoattack, seed=seed
             )
             subs = {f"{self.name}/{k}": v for k, v in result.flags_after.items()}
-            return {self.name: result.flags, **subs}
+            return {self.name: result.flags, **subs}, list(result.warnings)
         if self.kind == "fgsm":
             x = fgsm(model, x, y, eps=self.eps)
         elif self.kind == "pgd":
@@ -71,7 +73,7 @@ class AttackSpec:
                 loss=self.loss, norm=self.norm, random_start=self.random_start,
                 generator=generator,
             )  # fmt: skip
-        return {self.name: predict(model, x, batch_size=len(x)).argmax(1) == y}
+        return {self.name: predict(model, x, batch_size=len(x)).argmax(1) == y}, []
 
 
 def parse_number(text: str, field: str) -> float:
