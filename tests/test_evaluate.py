@@ -235,5 +235,5 @@ def test_rrn_eval_reads_a_reference_style_pth_with_arch(tiny_checkpoint, tmp_pat
 def test_evaluation_leaves_the_global_rng_alone():
     x, y = held_out(20)
     state = torch.get_rng_state()
-    evaluate(trained_mlp(), x, y, attacks=["clean", "pgd5", "aa:attacks=apgd-ce"], eps=0.1)
+    evaluate(trained_mlp(), x, y, attacks=["clean", "pgd5:eps=0.05", "aa:attacks=apgd-ce"], eps=0.1)
     assert torch.equal(torch.get_rng_state(), state)
