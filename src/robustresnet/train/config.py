@@ -30,6 +30,9 @@ class ModelConfig:
     activation: str | None = None
     sync_bn: bool = False
 
+    mean: tuple[float, ...] | None = None  # in-model input normalisation
+    std: tuple[float, ...] | None = None
+
     def __post_init__(self) -> None:
         given = [k for k in ("name", "spec", "reference") if getattr(self, k) is not None]
         if len(given) != 1:
@@ -43,6 +46,7 @@ class DataConfig:
     name: str = "cifar10"
     root: str | None = None
     download: bool = False
+    options: dict = field(default_factory=dict)  # reader options, e.g. digits {size: 16}
     val_size: int = 1024  # the first `val_size` training images are held out for model selection
     extra: str | None = None  # Carmon pickle or .npz of extra training images
     extra_fraction: float = 0.0
@@ -112,7 +116,7 @@ class ScheduleConfig:
     milestones: tuple[float, ...] = (0.75, 0.9)  # fractions of the run (step schedule)
 
     def __post_init__(self) -> None:
-        _check_choice("schedule.kind", self.kind, ("step", "cosine", "onecycle", "constant"))
+        _check_choice("schedule.kind", self.kind, ("step", "cosine", "onecycle"))
         _check_range("schedule.epochs", self.epochs, 1, None)
         _check_range("schedule.warmup_epochs", self.warmup_epochs, 0.0, float(self.epochs))
         for m in self.milestones:
