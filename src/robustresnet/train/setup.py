@@ -53,7 +53,8 @@ def build_data(config: ExperimentConfig, world: World, device: torch.device) -> 
         train_set, val_set = holdout(train_set, cfg.val_size)
     extra = load_extra(cfg.extra) if cfg.extra else None
     if run.batch_size % world.world_size:
-        raise ConfigError("run.batch_size", run.batch_size, f"a multiple of {world.world_size} ranks")
+        expected = f"a multiple of the {world.world_size} ranks"
+        raise ConfigError("run.batch_size", run.batch_size, expected)
     loader = DeviceLoader(
         train_set.images,
         train_set.labels,

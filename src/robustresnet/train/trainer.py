@@ -160,11 +160,11 @@ def _fit(t: Trainer, quiet: bool) -> None:
             bar.update()
             if t.step % 50 == 0:
                 _check_finite(t)
-            if cfg.run.checkpoint_every and t.step % cfg.run.checkpoint_every == 0:
-                if t.step % per_epoch:  # epoch ends checkpoint below
-                    t.sums["time"] = t.sums.get("time", 0.0) + time.perf_counter() - start
-                    start = time.perf_counter()
-                    _checkpoint(t)
+            every = cfg.run.checkpoint_every
+            if every and t.step % every == 0 and t.step % per_epoch:  # not at an epoch's end
+                t.sums["time"] = t.sums.get("time", 0.0) + time.perf_counter() - start
+                start = time.perf_counter()
+                _checkpoint(t)
         t.sums["time"] = t.sums.get("time", 0.0) + time.perf_counter() - start
         _end_epoch(t, total, per_epoch, quiet, tensorboard)
     bar.close()
