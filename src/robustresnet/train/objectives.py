@@ -172,11 +172,31 @@ class MART(Objective):
         return loss, _metrics(y, logits_clean, logits_adv, **parts)
 
 
-OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (PGDAT, TRADES, MART)}
+@dataclass(frozen=True)
+class Standard(Objective):
+    """Plain cross-entropy on clean inputs: the non-robust baseline, with no inner maximisation."""
+
+    name: ClassVar[str] = "standard"
+
+    def attack(
+        self, model: nn.Module, x: Tensor, y: Tensor, *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """No adversary: the clean inputs themselves."""
+        return x
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor) -> tuple[Tensor, Metrics]:
+        """CE(model(x), y)."""
+        logits = model(x).float()
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        accuracy = (logits.argmax(1) == y).float().mean()
+        return loss, {"loss": loss.detach(), "acc_clean": accuracy.detach()}
+
+
+OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (PGDAT, TRADES, MART, Standard)}
 
 
 def make_objective(name: str, **options: object) -> Objective:
-    """The objective `name` (pgd_at, trades, mart) with keyword options; bad input: ConfigError."""
+    """The objective `name` (pgd_at, trades, mart, standard) with keyword options."""
     key = str(name).lower().replace("-", "_")
     if key not in OBJECTIVES:
         raise ConfigError("objective", name, f"one of {sorted(OBJECTIVES)}")
