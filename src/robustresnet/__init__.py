@@ -10,7 +10,9 @@ from .arch import (
     save_weights,
     zoo,
 )
+from .attacks import autoattack, fgsm, frozen, perturb, pgd
 from .errors import CheckpointError, ConfigError, DataError, RobustResNetError
+from .evaluate import evaluate, merge_reports
 
 __version__ = "0.1.0"
 
@@ -23,6 +25,13 @@ __all__ = [
     "resolve_spec",
     "save_weights",
     "zoo",
+    "autoattack",
+    "evaluate",
+    "fgsm",
+    "frozen",
+    "merge_reports",
+    "perturb",
+    "pgd",
     "CheckpointError",
     "ConfigError",
     "DataError",
