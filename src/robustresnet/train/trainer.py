@@ -85,7 +85,9 @@ def train(
     return run_dir
 
 
-def _build(config: ExperimentConfig, run_dir: Path, world: ddp.World, device: torch.device):
+def _build(
+    config: ExperimentConfig, run_dir: Path, world: ddp.World, device: torch.device
+) -> Trainer:
     """Data, model, objective, optimizer, EMA and RNG of a fresh run."""
     if config.run.precision == "fp16" and device.type != "cuda":
         raise ConfigError("run.precision", "fp16", "bf16 or fp32 on CPU (fp16 needs a GPU)")
