@@ -15,6 +15,8 @@ from .arch.scaling import robust_scaling
 from .attacks import autoattack, fgsm, frozen, perturb, pgd
 from .errors import CheckpointError, ConfigError, DataError, RobustResNetError
 from .evaluate import evaluate, merge_reports
+from .train.config import ExperimentConfig, load_config
+from .train.trainer import train
 
 __version__ = "0.1.0"
 
@@ -35,6 +37,9 @@ __all__ = [
     "fgsm",
     "frozen",
     "merge_reports",
+    "ExperimentConfig",
+    "load_config",
+    "train",
     "perturb",
     "pgd",
     "CheckpointError",

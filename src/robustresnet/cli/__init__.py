@@ -14,6 +14,7 @@ SUBCOMMANDS: list[str] = [
     "profile",
     "scale",
     "data",
+    "train",
     "eval",
 ]
 
