@@ -34,7 +34,7 @@ def fast_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """`block.reference_forward(x)`, computed with fewer kernels where the block allows it."""
     if not supported(block, x):
         return block.reference_forward(x)
-    shortcut = x if block.shortcut is None else block.shortcut(block.act(block.bn1(x)))
+    shortcut = x if block.shortcut is None else block.shortcut(_act(block.act, block.bn1(x)))
     if block.training:
         h = _act(block.act, block.bn2(block.conv1(x)))
         return _se_residual_train(block, block.conv3(_mix_train(block, h)), shortcut)
