@@ -102,6 +102,17 @@ def test_fast_without_grad(in_ch, stride):
     assert torch.equal(x, x_before)
 
 
+@pytest.mark.parametrize(("in_ch", "stride"), GEOMETRIES)
+def test_bf16_autocast(in_ch, stride):
+    """Under bf16 autocast: the definition's output dtype, values within bf16 rounding."""
+    block = _block(in_ch, stride).eval()
+    x = torch.randn(4, in_ch, 8, 8)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out, ref_out = block(x), block.reference_forward(x)
+    assert out.dtype == ref_out.dtype
+    torch.testing.assert_close(out.float(), ref_out.float(), atol=0.05, rtol=0.02)
+
+
 def test_channels_last_and_momentum_none():
     """channels_last inputs, and BN's cumulative-average mode (momentum None), in training."""
     fast = _block(64, 2).to(memory_format=torch.channels_last)

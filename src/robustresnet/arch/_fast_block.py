@@ -131,9 +131,11 @@ def _se_residual_eval(block: nn.Module, o: torch.Tensor, shortcut: torch.Tensor)
     """o + shortcut + z·gate(z), z = se_bn(o) = s·o + t: o·(1 + s·gate) + t·gate + shortcut."""
     scale, shift = _bn_affine(block.se_bn)
     gate = block.se.fc(o.mean(dim=(2, 3)) * scale + shift)
-    factor = (1 + scale * gate)[:, :, None, None]
-    offset = (shift * gate)[:, :, None, None]
-    if torch.is_grad_enabled():
+    # In the result's dtype: mixed dtypes (bf16 autocast) take a slow unvectorised path.
+    dtype = torch.result_type(o, shortcut)
+    factor = (1 + scale * gate)[:, :, None, None].to(dtype)
+    offset = (shift * gate)[:, :, None, None].to(dtype)
+    if torch.is_grad_enabled() or dtype != o.dtype:
         return torch.addcmul(shortcut + offset, o, factor)
     return torch.addcmul(shortcut, o, factor, out=o).add_(offset)
 
