@@ -1,0 +1,276 @@
+"""Speed of RobustResBlock networks against same-size basic-block networks (issue 2, section 7).
+
+Three passes: forward (eval, no grad), attack step (eval, parameters frozen, forward + gradient
+of the loss with respect to the input) and training step (train mode, forward + backward + SGD).
+Achieved GFLOP/s counts nominal FLOPs from the MACs of one image (`robustresnet.profile`, the
+paper's counting rules): forward 2·MACs, attack step 2·2·MACs (forward, and a backward pass of
+about the same size for input gradients), training step 3·2·MACs (forward, input and weight
+gradients). Both networks are counted the same way, so the ratio is the ratio of work per second.
+
+Variants timed interleaved (basic, straightforward RobustResBlock, ours; repeat; median):
+`straightforward` runs every block's `reference_forward`, the authors' step-by-step formulation.
+
+    PYTHONPATH=src python benchmarks/bench_blocks.py --sizes tiny,mid --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustresnet._io import write_text
+from robustresnet.arch import ArchSpec, StageSpec, build_model
+from robustresnet.arch.blocks import RobustResBlock
+from robustresnet.arch.profile import profile
+
+# name: (depths, widening, batch)
+SIZES = {
+    "tiny": ((2, 2, 1), (2, 2, 1), 64),
+    "mid": ((4, 4, 2), (3, 3, 2), 32),
+    "a1": ((14, 14, 7), (5, 7, 3), 8),
+}
+PASS_FLOPS = {"forward": 2, "attack": 4, "train": 6}  # FLOPs per MAC of one image
+HEADING = "## Block speed (issue 2)"
+RESULTS = Path(__file__).with_name("RESULTS.md")
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+CLOCK_NAMES = {"wall": "wall time", "process": "CPU time of the process"}
+
+
+def spec_for(block: str, size: str) -> ArchSpec:
+    depths, widening, _ = SIZES[size]
+    stages = tuple(
+        StageSpec(depth=d, widening=w, stride=1 if i == 0 else 2, block=block)
+        for i, (d, w) in enumerate(zip(depths, widening, strict=True))
+    )
+    return ArchSpec(stages=stages)
+
+
+def straightforward(model: nn.Module) -> nn.Module:
+    """The model with every RobustResBlock running its step-by-step definition."""
+    for m in model.modules():
+        if isinstance(m, RobustResBlock):
+            m.forward = m.reference_forward
+    return model
+
+
+def make_step(model: nn.Module, kind: str, batch: int, channels_last: bool, bf16: bool) -> Callable:
+    """A closure running one pass of `kind` on a fixed random batch."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 3, 32, 32, generator=generator)
+    y = torch.randint(0, 10, (batch,), generator=generator)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+    model.requires_grad_(kind == "train").train(kind == "train")
+    if kind == "forward":
+
+        def step():
+            with torch.no_grad(), autocast:
+                model(x)
+
+    elif kind == "attack":
+
+        def step():
+            x_adv = x.clone().requires_grad_(True)
+            with autocast:
+                loss = F.cross_entropy(model(x_adv), y)
+            torch.autograd.grad(loss, x_adv)
+
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            with autocast:
+                loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            optimizer.step()
+
+    return step
+
+
+def interleaved(steps: dict[str, Callable], repeats: int, min_time: float, clock) -> dict:
+    """Median seconds per call of each step, timed in turn `repeats` times."""
+    counts = {}
+    for name, step in steps.items():  # warm-up, and enough calls for `min_time`
+        start = clock()
+        step()
+        counts[name] = max(1, round(min_time / max(clock() - start, 1e-6)))
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = clock()
+            for _ in range(counts[name]):
+                step()
+            times[name].append((clock() - start) / counts[name])
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def measure(size: str, kinds, formats, dtypes, args: argparse.Namespace) -> list[dict]:
+    """Rows of images/s and GFLOP/s per variant for one network size."""
+    batch = SIZES[size][2]
+    specs = {"basic": spec_for("basic_block", size), "robust": spec_for("robust_res_block", size)}
+    macs = {name: profile(spec).macs for name, spec in specs.items()}
+    rows = []
+    for channels_last in formats:
+        for bf16 in dtypes:
+            for kind in kinds:
+                torch.manual_seed(0)
+                models = {
+                    "basic": build_model(specs["basic"]),
+                    "straightforward": straightforward(build_model(specs["robust"])),
+                    "ours": build_model(specs["robust"]),
+                }
+                steps = {
+                    name: make_step(model, kind, batch, channels_last, bf16)
+                    for name, model in models.items()
+                }
+                seconds = interleaved(steps, args.repeats, args.min_time, CLOCKS[args.clock])
+                row = {"size": size, "pass": kind, "channels_last": channels_last, "bf16": bf16}
+                for name, s in seconds.items():
+                    net_macs = macs["basic" if name == "basic" else "robust"]
+                    row[name] = (batch / s, net_macs * PASS_FLOPS[kind] * batch / s / 1e9)
+                rows.append(row)
+                print(table_line(row), flush=True)
+    return rows
+
+
+def table_line(row: dict) -> str:
+    base = row["basic"][1]
+    cells = [
+        row["size"],
+        "channels_last" if row["channels_last"] else "NCHW",
+        "bf16" if row["bf16"] else "fp32",
+        row["pass"],
+        f"{row['basic'][0]:,.0f} / {base:.1f}",
+        f"{row['straightforward'][0]:,.0f} / {row['straightforward'][1]:.1f}",
+        f"{row['ours'][0]:,.0f} / {row['ours'][1]:.1f}",
+        f"{row['straightforward'][1] / base:.2f}",
+        f"**{row['ours'][1] / base:.2f}**",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+TABLE_HEAD = (
+    "| size | layout | dtype | pass | basic img/s / GFLOP/s | straightforward img/s / GFLOP/s "
+    "| ours img/s / GFLOP/s | ratio straightforward | ratio ours |\n"
+    "|---|---|---|---|---:|---:|---:|---:|---:|"
+)
+
+
+def machine(threads: int) -> str:
+    cpu = platform.processor() or "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        models = [
+            ln.split(":", 1)[1].strip()
+            for ln in cpuinfo.read_text().splitlines()
+            if ln.startswith("model name")
+        ]
+        cpu = models[0] if models else cpu
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads, {date}"
+
+
+def allocator() -> str:
+    """The glibc malloc settings from the environment, which decide page-fault costs here."""
+    tuned = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    return " ".join(f"{k}={v}" for k, v in tuned.items()) or "glibc defaults"
+
+
+def load() -> str:
+    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "n/a"
+
+
+def section(rows: list[dict], args: argparse.Namespace, loads: tuple[str, str]) -> str:
+    sizes = ", ".join(
+        f"{name} (depths {SIZES[name][0]}, widening {SIZES[name][1]}, batch {SIZES[name][2]})"
+        for name in dict.fromkeys(r["size"] for r in rows)
+    )
+    return "\n".join(
+        [
+            HEADING,
+            "",
+            f"Machine: {machine(args.threads)}. Load average {loads[0]} at the start and "
+            f"{loads[1]} at the end: the machine was shared with other agents while measured, "
+            "so absolute figures are noisy; each ratio comes from the same interleaved run "
+            f"(basic, straightforward, ours; {args.repeats} repeats, median, about "
+            f"{args.min_time} s each; clock: {CLOCK_NAMES[args.clock]}). "
+            f"Allocator: {allocator()}.",
+            f"Networks: {sizes}. FLOPs: MACs of one image from `robustresnet.profile` (paper's "
+            "rules) × 2 for the forward pass, × 4 for the attack step (forward + input gradient), "
+            "× 6 for the training step (forward + input and weight gradients, SGD); the same count "
+            "for both networks. Ratio = RobustResBlock GFLOP/s ÷ basic-block GFLOP/s.",
+            "",
+            TABLE_HEAD,
+            *(table_line(r) for r in rows),
+            "",
+            f"Command: `PYTHONPATH=src python benchmarks/bench_blocks.py {args.command_line}`",
+            "",
+        ]
+    )
+
+
+def write_section(text: str) -> None:
+    """Replace (or append) this benchmark's section of RESULTS.md, leaving the others."""
+    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
+    start = old.find(HEADING)
+    if start < 0:
+        new = old.rstrip("\n") + "\n\n" + text
+    else:
+        end = old.find("\n## ", start + len(HEADING))
+        new = old[:start] + text + (old[end + 1 :] if end >= 0 else "")
+    write_text(RESULTS, new)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="tiny,mid,a1")
+    parser.add_argument("--passes", default="forward,attack,train")
+    parser.add_argument("--layouts", default="nchw,channels_last")
+    parser.add_argument("--dtypes", default="fp32,bf16")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--min-time", type=float, default=1.0, help="seconds per timing")
+    parser.add_argument(
+        "--clock",
+        choices=CLOCKS,
+        default="wall",
+        help="wall time, or this process's CPU time (steadier on a shared machine; 1 thread)",
+    )
+    parser.add_argument("--write", action="store_true", help="write the table to RESULTS.md")
+    args = parser.parse_args()
+    args.command_line = " ".join(
+        f"--{k.replace('_', '-')} {v}"
+        for k, v in vars(args).items()
+        if k not in ("write", "command_line") and parser.get_default(k) != v
+    )
+    torch.set_num_threads(args.threads)
+    formats = [name == "channels_last" for name in args.layouts.split(",")]
+    dtypes = [name == "bf16" for name in args.dtypes.split(",")]
+    loads = [load()]
+    print(TABLE_HEAD)
+    rows = []
+    for size in args.sizes.split(","):
+        rows += measure(size, args.passes.split(","), formats, dtypes, args)
+    loads.append(load())
+    text = section(rows, args, tuple(loads))
+    print()
+    print(text)
+    if args.write:
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""A faster evaluation of `RobustResBlock`: the same function with fewer, larger kernels.
+
+The block's definition is `RobustResBlock.reference_forward`. This module computes it with:
+- inference (eval mode): each BatchNorm folded into the conv before it, and the residual SE
+  `o + shortcut + se_bn(o)·gate` as one multiply-add per element (se_bn is affine per channel);
+- with a stride, the `scales - 1` independent chunk convs as one grouped conv (groups =
+  cardinality · (scales - 1)) and, in training, one batch norm over their channels, each chunk's
+  running statistics updated exactly as its own BatchNorm2d would;
+- without autograd, the chunk outputs written into the buffer they came from (no concatenation).
+Only BatchNorm2d blocks on real tensors take this path; everything else runs the definition
+(meta tensors included, so MAC counting by the paper's rules sees the defining operations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def supported(block: nn.Module, x: torch.Tensor) -> bool:
+    """Whether `fast_forward` applies: BatchNorm2d with running statistics, a real tensor."""
+    norms = [block.bn2, block.se_bn, *block.bn3]
+    return (
+        not x.is_meta
+        and all(type(n) is nn.BatchNorm2d and n.affine and n.track_running_stats for n in norms)
+        and len({(n.eps, n.momentum) for n in block.bn3}) == 1
+    )
+
+
+def fast_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`block.reference_forward(x)`, computed with fewer kernels where the block allows it."""
+    if not supported(block, x):
+        return block.reference_forward(x)
+    shortcut = x if block.shortcut is None else block.shortcut(_act(block.act, block.bn1(x)))
+    if block.training:
+        h = _act(block.act, block.bn2(block.conv1(x)))
+        return _se_residual_train(block, block.conv3(_mix_train(block, h)), shortcut)
+    weight, bias = folded(block.conv1.weight, block.bn2)
+    h = _act(block.act, F.conv2d(x, weight, bias))
+    return _se_residual_eval(block, block.conv3(_mix_eval(block, h)), shortcut)
+
+
+def folded(weight: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of conv-then-BN in eval mode as a single conv."""
+    scale, shift = _bn_affine(bn)
+    return weight * scale.view(-1, 1, 1, 1), shift
+
+
+def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode BN as y = scale·x + shift per channel."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
+def _act(act: nn.Module, t: torch.Tensor) -> torch.Tensor:
+    """`act(t)` for a fresh `t` nobody else holds; ReLU in place (its backward needs only y)."""
+    return t.relu_() if type(act) is nn.ReLU else act(t)
+
+
+def _mix_eval(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """The hierarchical chunk convs with folded BNs (eval mode)."""
+    convs, width = block.conv2, block.conv2[0].in_channels
+    params = [folded(c.weight, bn) for c, bn in zip(convs, block.bn3, strict=True)]
+    if block.pool is not None:
+        weight = torch.cat([w for w, _ in params])
+        bias = torch.cat([b for _, b in params])
+        y = _chunk_conv(convs[0], h[:, : width * len(convs)], weight, bias, len(convs))
+        return torch.cat([_act(block.act, y), block.pool(h[:, width * len(convs) :])], dim=1)
+    return _chain(block, h, lambda k, t: _chunk_conv(convs[k], t, *params[k]))
+
+
+def _mix_train(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """The hierarchical chunk convs with batch statistics (training mode)."""
+    convs, width = block.conv2, block.conv2[0].in_channels
+    if block.pool is not None:
+        weight = torch.cat([c.weight for c in convs])
+        y = _chunk_conv(convs[0], h[:, : width * len(convs)], weight, None, len(convs))
+        y = _act(block.act, batch_norm_concat(y, block.bn3))
+        return torch.cat([y, block.pool(h[:, width * len(convs) :])], dim=1)
+    return _chain(block, h, lambda k, t: block.bn3[k](convs[k](t)))
+
+
+def _chunk_conv(conv: nn.Conv2d, t, weight, bias, copies: int = 1) -> torch.Tensor:
+    """`conv`'s geometry with the given weight, over `copies` side-by-side chunks."""
+    return F.conv2d(t, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups * copies)
+
+
+def _chain(block: nn.Module, h: torch.Tensor, step: Callable) -> torch.Tensor:
+    """Res2Net hierarchy at stride 1: y_k = act(step(k, chunk_k + y_{k-1})), last chunk kept."""
+    chunks = h.split(block.conv2[0].in_channels, dim=1)
+    in_place = not torch.is_grad_enabled()  # then h may be overwritten: it becomes the output
+    ys, prev = [], None
+    for k, chunk in enumerate(chunks[:-1]):
+        prev = _act(block.act, step(k, chunk if prev is None else chunk + prev))
+        if in_place:
+            chunk.copy_(prev)
+        else:
+            ys.append(prev)
+    return h if in_place else torch.cat([*ys, chunks[-1]], dim=1)
+
+
+def batch_norm_concat(y: torch.Tensor, norms: Sequence[nn.BatchNorm2d]) -> torch.Tensor:
+    """Training-mode BN of side-by-side chunks, each with its own BatchNorm2d's parameters.
+
+    Per-channel statistics make this the same as one BN per chunk; the running statistics and
+    `num_batches_tracked` of every module are updated as its own forward would.
+    """
+    first = norms[0]
+    for bn in norms:
+        bn.num_batches_tracked.add_(1)
+    momentum = first.momentum
+    if momentum is None:  # cumulative moving average, as _BatchNorm.forward
+        momentum = 1.0 / float(first.num_batches_tracked)
+    mean = torch.cat([bn.running_mean for bn in norms])
+    var = torch.cat([bn.running_var for bn in norms])
+    weight = torch.cat([bn.weight for bn in norms])
+    bias = torch.cat([bn.bias for bn in norms])
+    out = F.batch_norm(y, mean, var, weight, bias, True, momentum, first.eps)
+    with torch.no_grad():
+        size = first.num_features
+        for bn, m, v in zip(norms, mean.split(size), var.split(size), strict=True):
+            bn.running_mean.copy_(m)
+            bn.running_var.copy_(v)
+    return out
+
+
+def _se_residual_eval(block: nn.Module, o: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+    """o + shortcut + z·gate(z), z = se_bn(o) = s·o + t: o·(1 + s·gate) + t·gate + shortcut."""
+    scale, shift = _bn_affine(block.se_bn)
+    gate = block.se.fc(o.mean(dim=(2, 3)) * scale + shift)
+    # In the result's dtype: mixed dtypes (bf16 autocast) take a slow unvectorised path.
+    dtype = torch.result_type(o, shortcut)
+    factor = (1 + scale * gate)[:, :, None, None].to(dtype)
+    offset = (shift * gate)[:, :, None, None].to(dtype)
+    if torch.is_grad_enabled() or dtype != o.dtype:
+        return torch.addcmul(shortcut + offset, o, factor)
+    return torch.addcmul(shortcut, o, factor, out=o).add_(offset)
+
+
+def _se_residual_train(block: nn.Module, o: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+    """o + shortcut + se(se_bn(o)), with the SE product and the sums in one kernel."""
+    z = block.se_bn(o)
+    gate = block.se.fc(z.mean(dim=(2, 3)))[:, :, None, None]
+    return torch.addcmul(o + shortcut, z, gate)

@@ -1,0 +1,136 @@
+"""The fast RobustResBlock forward computes the block's definition (`reference_forward`)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from robustresnet.arch import ArchSpec, StageSpec, build_model
+from robustresnet.arch._fast_block import supported
+from robustresnet.arch.blocks import RobustResBlock
+from robustresnet.arch.layers import ACTIVATIONS, NORMS
+from robustresnet.arch.profile import profile
+
+# (input channels, stride): identity shortcut, projection at stride 1, projection at stride 2.
+GEOMETRIES = [(128, 1), (64, 1), (64, 2)]
+
+
+def _block(in_ch: int, stride: int, act: str = "relu", norm: str = "batchnorm") -> nn.Module:
+    """A tiny block (planes 32: 8 chunks of 8 channels, groups of 2) with random BN state."""
+    # se_reduction 16 (8 hidden units) so the SE gate is not dead and its weights get gradients.
+    block = RobustResBlock(
+        in_ch, 32, stride, act=ACTIVATIONS[act], norm=NORMS[norm], se_reduction=16
+    )
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in block.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5, generator=generator)
+                m.bias.normal_(0.0, 0.2, generator=generator)
+                m.running_mean.normal_(0.0, 0.2, generator=generator)
+                m.running_var.uniform_(0.5, 1.5, generator=generator)
+    return block
+
+
+class Reference(nn.Module):
+    """Runs a block's `reference_forward` (the straightforward, step-by-step definition)."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block.reference_forward(x)
+
+
+def _pass(model: nn.Module, x: torch.Tensor, steps: int = 2):
+    """Output, input gradient and parameter gradients after `steps` forward/backward passes."""
+    for _ in range(steps):
+        model.zero_grad(set_to_none=True)
+        xg = x.clone().requires_grad_(True)
+        out = model(xg)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    return out.detach(), xg.grad, grads
+
+
+def _close(actual, expected, name: str) -> None:
+    """Equal to fp32 rounding: max error within 1e-5 of the tensor's largest magnitude."""
+    if expected is None:
+        assert actual is None, name
+        return
+    error = (actual - expected).abs().max().item()
+    assert error <= 1e-5 * max(expected.abs().max().item(), 1.0), (name, error)
+
+
+def _assert_same(fast: nn.Module, ref: nn.Module, x: torch.Tensor) -> None:
+    out, x_grad, grads = _pass(fast, x)
+    ref_out, ref_x_grad, ref_grads = _pass(Reference(ref), x)
+    _close(out, ref_out, "output")
+    _close(x_grad, ref_x_grad, "input gradient")
+    for name, grad in grads.items():
+        _close(grad, ref_grads["block." + name], name)
+    assert any(g is not None and g.abs().max() > 0 for n, g in grads.items() if "se.fc" in n)
+    ref_state = ref.state_dict()
+    for name, value in fast.state_dict().items():
+        _close(value.double(), ref_state[name].double(), name)
+
+
+@pytest.mark.parametrize(("in_ch", "stride"), GEOMETRIES)
+@pytest.mark.parametrize("act", ["relu", "silu"])
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+def test_fast_equals_definition(in_ch, stride, act, training):
+    """Outputs, input and parameter gradients, BN running stats: all as the definition's."""
+    fast = _block(in_ch, stride, act).train(training)
+    ref = copy.deepcopy(fast)
+    assert supported(fast, torch.zeros(1))
+    _assert_same(fast, ref, torch.randn(4, in_ch, 8, 8))
+
+
+@pytest.mark.parametrize(("in_ch", "stride"), GEOMETRIES)
+def test_fast_without_grad(in_ch, stride):
+    """No-grad inference (the in-place path) gives the definition's output, input untouched."""
+    block = _block(in_ch, stride).eval()
+    x = torch.randn(4, in_ch, 8, 8)
+    x_before = x.clone()
+    with torch.no_grad():
+        out, ref_out = block(x), block.reference_forward(x)
+    torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-4)
+    assert torch.equal(x, x_before)
+
+
+@pytest.mark.parametrize(("in_ch", "stride"), GEOMETRIES)
+def test_bf16_autocast(in_ch, stride):
+    """Under bf16 autocast: the definition's output dtype, values within bf16 rounding."""
+    block = _block(in_ch, stride).eval()
+    x = torch.randn(4, in_ch, 8, 8)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out, ref_out = block(x), block.reference_forward(x)
+    assert out.dtype == ref_out.dtype
+    torch.testing.assert_close(out.float(), ref_out.float(), atol=0.05, rtol=0.02)
+
+
+def test_channels_last_and_momentum_none():
+    """channels_last inputs, and BN's cumulative-average mode (momentum None), in training."""
+    fast = _block(64, 2).to(memory_format=torch.channels_last)
+    for m in fast.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None
+    ref = copy.deepcopy(fast)
+    _assert_same(fast, ref, torch.randn(4, 64, 8, 8).to(memory_format=torch.channels_last))
+
+
+def test_other_norms_run_the_definition():
+    """Norms other than BatchNorm2d, and meta tensors, take the step-by-step definition."""
+    assert not supported(_block(64, 2, norm="groupnorm"), torch.zeros(1))
+    assert not supported(_block(64, 2), torch.zeros(1, device="meta"))
+
+
+def test_macs_count_the_definition():
+    """The profiler (meta tensors) counts the defining operations, e.g. every BatchNorm."""
+    stages = (StageSpec(depth=1, widening=2, block="robust_res_block"),)
+    spec = ArchSpec(stages=stages)
+    assert profile(build_model(spec)).macs == profile(spec).macs
