@@ -1,0 +1,136 @@
+"""Loading and saving weights: ours, the authors' `.pth` checkpoints and RobustBench's WRN-A4.
+
+Loading never runs pickled code: safetensors, or `torch.load(weights_only=True)`. It is strict:
+every tensor of the model must come from the checkpoint and every checkpoint tensor must be used,
+except RobustBench's input-normalisation buffers (`mu`, `sigma`), which the spec also defines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .._io import atomic_write
+from ..errors import CheckpointError
+
+# Keys under which training scripts nest the state_dict, most specific first.
+NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "module")
+# Buffers the spec defines too: a checkpoint may omit them (RobustBench's own file does).
+OPTIONAL_KEYS = ("mu", "sigma")
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors or torch checkpoint file, unpacked to a flat state_dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(path)
+        except (SafetensorError, OSError) as err:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path}: refused to unpickle (only tensors and plain containers are loaded): {first}"
+        ) from None
+    except (RuntimeError, OSError, EOFError) as err:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({err})") from None
+    return unwrap_state_dict(obj, source=str(path))
+
+
+def unwrap_state_dict(obj, *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Descend into a nested checkpoint (`{"state_dict": ...}`) and strip `module.` prefixes."""
+    while isinstance(obj, Mapping) and not _all_tensors(obj):
+        inner = next((obj[k] for k in NESTED_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            bad = next(k for k, v in obj.items() if not isinstance(v, torch.Tensor))
+            raise CheckpointError(
+                f"{source}: entry {bad!r} is not a tensor and no state_dict is nested under "
+                + "/".join(NESTED_KEYS)
+            )
+        obj = inner
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{source}: expected a state_dict mapping, got {type(obj).__name__}")
+    return {_strip_prefix(k): v for k, v in obj.items()}
+
+
+def _all_tensors(obj: Mapping) -> bool:
+    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _strip_prefix(key: str) -> str:
+    for prefix in _PREFIXES:
+        while key.startswith(prefix):
+            key = key[len(prefix) :]
+    return key
+
+
+def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise CheckpointError listing missing/unexpected tensors or naming the first bad shape."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and k not in OPTIONAL_KEYS]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        parts = [f"{source} does not fit the model"]
+        if missing:
+            parts.append(f"missing {len(missing)} tensors: {_listing(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} tensors: {_listing(unexpected)}")
+        if any(k in OPTIONAL_KEYS for k in unexpected):
+            parts.append(
+                "the checkpoint normalises inputs in-model (mu/sigma): give the spec mean/std"
+            )
+        raise CheckpointError("; ".join(parts))
+    for key, tensor in own.items():
+        if key not in state:
+            continue
+        theirs = state[key]
+        fits = theirs.shape == tensor.shape or (
+            key in OPTIONAL_KEYS and theirs.numel() == tensor.numel()
+        )
+        if not fits:
+            raise CheckpointError(
+                f"{source}: tensor {key} has shape {list(theirs.shape)} in the checkpoint "
+                f"but {list(tensor.shape)} in the model"
+            )
+
+
+def _listing(keys: list[str], limit: int = 8) -> str:
+    more = f" ... (+{len(keys) - limit} more)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def load_weights(model: nn.Module, path_or_state_dict) -> nn.Module:
+    """Load a checkpoint file or state_dict into `model` strictly; returns the model."""
+    if isinstance(path_or_state_dict, Mapping):
+        source = "state_dict"
+        state = unwrap_state_dict(path_or_state_dict, source=source)
+    else:
+        source = str(path_or_state_dict)
+        state = read_state_dict(path_or_state_dict)
+    check_state_dict(model, state, source)
+    own = model.state_dict()
+    state = {k: v.reshape(own[k].shape) if k in OPTIONAL_KEYS else v for k, v in state.items()}
+    on_meta = any(t.is_meta for t in own.values())
+    model.load_state_dict(state, strict=False, assign=on_meta)
+    return model
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write the model's state_dict as safetensors (atomically), with its spec as metadata."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    spec = getattr(model, "spec", None)
+    metadata = {"arch": json.dumps(spec.to_dict())} if spec is not None else None
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
