@@ -1,0 +1,351 @@
+"""Experiment configuration: frozen dataclasses filled from defaults < YAML < dotted overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+
+# Each field is given in explicit units: eps and step sizes are fractions of the [0, 1] pixel range
+# (write "8/255"), epochs are counts, rotation is in degrees.
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network: a preset / spec file / run directory (`name`), an inline `spec`, or the
+    authors' `model:` section (`reference`); overrides apply to any of them."""
+
+    name: str | None = None
+    spec: dict | None = None
+    reference: dict | None = None
+    num_classes: int | None = None  # None: the dataset's class count
+    activation: str | None = None
+    sync_bn: bool = False
+
+    mean: tuple[float, ...] | None = None  # in-model input normalisation
+    std: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        given = [k for k in ("name", "spec", "reference") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ConfigError("model", given, "exactly one of model.name / spec / reference")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Dataset, held-out validation images, extra data and augmentation."""
+
+    name: str = "cifar10"
+    root: str | None = None
+    download: bool = False
+    options: dict = field(default_factory=dict)  # reader options, e.g. digits {size: 16}
+    val_size: int = 1024  # the first `val_size` training images are held out for model selection
+    extra: str | None = None  # Carmon pickle or .npz of extra training images
+    extra_fraction: float = 0.0
+    crop_padding: int = 4
+    flip: bool = True
+    rotation: float = 0.0  # degrees (CIFAR-100 recipes: 20)
+
+    def __post_init__(self) -> None:
+        _check_range("data.val_size", self.val_size, 0, None)
+        _check_range("data.extra_fraction", self.extra_fraction, 0.0, 1.0)
+        _check_range("data.crop_padding", self.crop_padding, 0, None)
+        _check_range("data.rotation", self.rotation, 0.0, 180.0)
+        if self.extra_fraction > 0 and self.extra is None:
+            raise ConfigError("data.extra", None, "a file path when data.extra_fraction > 0")
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """Training objective and its inner maximisation."""
+
+    name: str = "trades"  # trades, pgd_at, mart, standard
+    beta: float = 6.0  # TRADES / MART only
+    eps: float = 8 / 255
+    step_size: float = 2 / 255
+    steps: int = 10
+    norm: str = "inf"
+    start: str | None = None  # None: the objective's own default (TRADES: 0.001 N(0, 1))
+    label_smoothing: float = 0.0
+    bn_adversarial_only: bool = False
+
+    def __post_init__(self) -> None:
+        _check_choice("objective.name", self.name, ("trades", "pgd_at", "mart", "standard"))
+        _check_choice("objective.norm", self.norm, ("inf", "2"))
+        _check_choice("objective.start", self.start, (None, "uniform", "normal", "none"))
+        _check_range("objective.steps", self.steps, 0, None)
+        _check_range("objective.label_smoothing", self.label_smoothing, 0.0, 1.0)
+        _check_eps("objective.eps", self.eps, self.norm)
+        _check_eps("objective.step_size", self.step_size, self.norm)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """SGD settings."""
+
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 2e-4
+    exclude_norm_and_bias: bool = False  # no weight decay on normalisation and bias parameters
+    grad_clip: float | None = 5.0  # max gradient norm; None: off
+
+    def __post_init__(self) -> None:
+        _check_range("optim.lr", self.lr, 0.0, None)
+        _check_range("optim.momentum", self.momentum, 0.0, 1.0)
+        _check_range("optim.weight_decay", self.weight_decay, 0.0, None)
+        if self.grad_clip is not None:
+            _check_range("optim.grad_clip", self.grad_clip, 0.0, None)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Learning-rate schedule over `epochs`."""
+
+    kind: str = "step"  # step (x0.1 at 75%, x0.01 at 90%), cosine, onecycle
+    epochs: int = 100
+    warmup_epochs: float = 0.0
+    milestones: tuple[float, ...] = (0.75, 0.9)  # fractions of the run (step schedule)
+
+    def __post_init__(self) -> None:
+        _check_choice("schedule.kind", self.kind, ("step", "cosine", "onecycle"))
+        _check_range("schedule.epochs", self.epochs, 1, None)
+        _check_range("schedule.warmup_epochs", self.warmup_epochs, 0.0, float(self.epochs))
+        for m in self.milestones:
+            _check_range("schedule.milestones", m, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class EMAConfig:
+    """Exponential moving average of the weights: decay min(tau, (1+n)/(10+n)); None is off."""
+
+    tau: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.tau is not None:
+            _check_range("ema.tau", self.tau, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Validation during training (model selection) and the final evaluation."""
+
+    every: int = 1  # validate every k epochs (and after the last)
+    from_epoch: int = 0  # best checkpoint chosen among epochs >= from_epoch
+    val_steps: int = 20
+    val_loss: str = "ce"  # ce or cw
+    val_step_size: float | None = None  # None: eps / 10 (0.8/255 at 8/255, as PGD-20)
+    final_attacks: tuple[str, ...] = ("clean", "pgd20", "cw40")
+    final_samples: int | None = None  # None: the whole test split
+    autoattack: tuple[str, ...] = ()  # e.g. ["apgd-ce", "apgd-t"]; empty: no AutoAttack
+    autoattack_samples: int | None = None
+    batch_size: int = 500
+
+    def __post_init__(self) -> None:
+        _check_range("eval.every", self.every, 1, None)
+        _check_range("eval.val_steps", self.val_steps, 0, None)
+        _check_choice("eval.val_loss", self.val_loss, ("ce", "cw"))
+        _check_range("eval.batch_size", self.batch_size, 1, None)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How the run executes: seed, batch, precision, device, checkpoints."""
+
+    seed: int = 0
+    batch_size: int = 128  # global batch (split across ranks)
+    precision: str = "fp32"  # fp32, bf16 (autocast; CPU and GPU), fp16 (+ loss scaling; GPU)
+    channels_last: bool = False
+    compile: bool = False
+    device: str = "auto"  # auto: cuda when available (the local rank's GPU), else cpu
+    checkpoint_every: int = 0  # also checkpoint every N steps mid-epoch; 0: at epoch ends only
+    threads: int | None = None  # torch CPU threads; None: torch's default
+    tensorboard: bool = False  # write TensorBoard scalars when tensorboard is installed
+
+    def __post_init__(self) -> None:
+        _check_range("run.batch_size", self.batch_size, 1, None)
+        _check_choice("run.precision", self.precision, ("fp32", "bf16", "fp16"))
+        _check_range("run.checkpoint_every", self.checkpoint_every, 0, None)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One training run, resolved: every section with its defaults filled in."""
+
+    model: ModelConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (lists, not tuples), ready for YAML."""
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
+        """Build and validate from a nested dict; unknown keys raise ConfigError."""
+        return _build(cls, data, "")
+
+    def replace(self, **sections: Any) -> ExperimentConfig:
+        """A copy with whole sections replaced."""
+        return dataclasses.replace(self, **sections)
+
+
+def load_config(
+    path: str | Path | None = None, overrides: typing.Sequence[str] = ()
+) -> ExperimentConfig:
+    """Defaults < the YAML file at `path` < `overrides` such as ``["optim.lr=0.2"]``."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = read_yaml(path)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("override", item, "KEY=VALUE with a dotted key, e.g. optim.lr=0.2")
+        _set_dotted(data, key.strip(), yaml.safe_load(text) if text.strip() else None)
+    if "model" not in data:
+        raise ConfigError("model", None, "a model section (model.name / spec / reference)")
+    return ExperimentConfig.from_dict(data)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from `path`, or ConfigError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("config", str(path), "an existing YAML file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError("config", str(path), f"valid YAML ({err})") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("config", str(path), "a YAML mapping of sections")
+    return data
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain config dicts."""
+    keys = sorted(set(a) | set(b))
+    out: list[str] = []
+    for key in keys:
+        va, vb = a.get(key), b.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out.extend(config_diff(va, vb, name + "."))
+        elif va != vb:
+            out.append(name)
+    return out
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(key, value, f"{part} to be a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    """Instantiate dataclass `cls` from mapping `data`, converting each field by its type."""
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(data, dict):
+        raise ConfigError(where, data, "a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}", data[unknown[0]], f"one of {sorted(names)}")
+    kwargs = {k: _convert(hints[k], v, f"{prefix}{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    """`value` as type `tp` (int, float, bool, str, dict, Optional, tuple, dataclass)."""
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key + ".")
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, key)
+    if typing.get_origin(tp) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(key, value, "a list")
+        return tuple(_convert(args[0], v, key) for v in value)
+    return _scalar(tp, value, key)
+
+
+def _scalar(tp: Any, value: Any, key: str) -> Any:
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(key, value, "true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(key, value, "an integer")
+    if tp is float:
+        return _number(value, key)
+    if tp is str:
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(key, value, "a string")
+    if tp is dict:
+        if isinstance(value, dict):
+            return value
+        raise ConfigError(key, value, "a mapping")
+    raise ConfigError(key, value, f"a value of type {tp}")
+
+
+def _number(value: Any, key: str) -> float:
+    """A float from a number or a fraction string such as "8/255"."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(Fraction(value.replace(" ", "")))
+        except (ValueError, ZeroDivisionError):
+            pass
+    raise ConfigError(key, value, 'a number or a fraction such as "8/255"')
+
+
+def _check_range(key: str, value: float, low: float | None, high: float | None) -> None:
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"[{low}, {'inf' if high is None else high}]"
+        raise ConfigError(key, value, f"a value in {bounds}")
+
+
+def _check_choice(key: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(key, value, f"one of {list(choices)}")
+
+
+def _check_eps(key: str, value: float, norm: str) -> None:
+    """L-inf radii are fractions of the [0, 1] range: 8 is refused, never divided by 255."""
+    if value < 0 or (norm == "inf" and value > 1):
+        raise ConfigError(key, value, 'a fraction of the [0, 1] pixel range, e.g. "8/255"')
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj

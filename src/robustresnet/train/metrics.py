@@ -1,0 +1,90 @@
+"""Per-epoch metrics: metrics.jsonl, metrics.csv, optional TensorBoard, and curves.png."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from .._io import write_bytes, write_text
+
+JSONL = "metrics.jsonl"
+CSV = "metrics.csv"
+CURVES = "curves.png"
+
+
+def write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite metrics.jsonl and metrics.csv from every row so far (small files, atomic writes)."""
+    write_text(run_dir / JSONL, "".join(json.dumps(row) + "\n" for row in rows))
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(run_dir / CSV, buffer.getvalue())
+
+
+class TensorBoard:
+    """Scalars to RUN_DIR/tensorboard when the `tensorboard` package is installed, else nothing."""
+
+    def __init__(self, run_dir: Path, enabled: bool) -> None:
+        self.writer = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                return
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def log(self, row: dict[str, Any]) -> None:
+        """Every numeric field of `row` at its epoch."""
+        if self.writer is None:
+            return
+        for key, value in row.items():
+            if isinstance(value, (int, float)) and key != "epoch":
+                self.writer.add_scalar(key, value, row["epoch"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def plot_curves(run_dir: Path, rows: list[dict[str, Any]]) -> Path:
+    """curves.png: loss, accuracies and learning rate against epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    panels = [
+        ("loss", [k for k in ("train_loss",) if _has(rows, k)]),
+        ("accuracy", [k for k in ("train_acc", "val_clean", "val_robust") if _has(rows, k)]),
+        ("learning rate", ["lr"]),
+    ]
+    for ax, (title, keys) in zip(axes, panels, strict=True):
+        for key in keys:
+            points = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=key)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        if len(keys) > 1:
+            ax.legend()
+    fig.tight_layout()
+    path = run_dir / CURVES
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+
+    write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _has(rows: list[dict[str, Any]], key: str) -> bool:
+    return any(r.get(key) is not None for r in rows)

@@ -1,0 +1,323 @@
+"""The training loop: one short step per batch, metrics per epoch, crash-safe checkpoints."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._progress import progress
+from ..arch.compat import save_weights
+from ..errors import ConfigError, RobustResNetError
+from . import distributed as ddp
+from . import setup
+from .checkpoint import load_checkpoint, prepare_run_dir, save_checkpoint, write_arch
+from .config import ExperimentConfig
+from .final import final_report, validate
+from .metrics import TensorBoard, plot_curves, write_metrics
+from .optim import lr_at
+
+
+class NonFiniteLossError(RobustResNetError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class Trainer:
+    """Everything one run holds, and its counters (what a checkpoint saves)."""
+
+    config: ExperimentConfig
+    run_dir: Path
+    world: ddp.World
+    device: torch.device
+    spec: Any
+    model: nn.Module
+    net: nn.Module  # `model`, compiled when run.compile is on
+    objective: Any
+    optimizer: torch.optim.Optimizer
+    ema: Any
+    scaler: Any
+    generator: torch.Generator
+    data: setup.Data
+    step: int = 0
+    epoch: int = 0
+    mid_epoch: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"val_robust": None, "epoch": None})
+    sums: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The model that is validated and selected: the EMA copy when EMA is on."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+def train(
+    config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False, quiet: bool = False
+) -> Path:
+    """Train as `config` says into `run_dir` (continuing it when `resume`); returns `run_dir`."""
+    run_dir = Path(run_dir)
+    device = setup.pick_device(config.run.device, int(os.environ.get("LOCAL_RANK", "0")))
+    world = ddp.init(device.type)
+    try:
+        if world.is_main:
+            prepare_run_dir(run_dir, config, resume=resume)
+        ddp.barrier(world)
+        trainer = _build(config, run_dir, world, device)
+        state = load_checkpoint(run_dir) if resume else None
+        if state is not None:
+            _restore(trainer, state)
+        _fit(trainer, quiet)
+        if world.is_main:
+            plot_curves(run_dir, trainer.history)
+            final_report(trainer, quiet=quiet)
+        ddp.barrier(world)
+    finally:
+        ddp.shutdown(world)
+    return run_dir
+
+
+def _build(config: ExperimentConfig, run_dir: Path, world: ddp.World, device: torch.device):
+    """Data, model, objective, optimizer, EMA and RNG of a fresh run."""
+    if config.run.precision == "fp16" and device.type != "cuda":
+        raise ConfigError("run.precision", "fp16", "bf16 or fp32 on CPU (fp16 needs a GPU)")
+    if config.run.threads:
+        torch.set_num_threads(config.run.threads)
+    data = setup.build_data(config, world, device)
+    spec = setup.build_spec(config.model, data.num_classes, tuple(data.test.images.shape[1:]))
+    if world.is_main:
+        write_arch(run_dir, spec)
+    torch.manual_seed(config.run.seed)
+    model = setup.build_model_on(spec, config, device)
+    ddp.broadcast_parameters(world, model)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(config.run.seed + 7919 * world.rank)
+    return Trainer(
+        config=config,
+        run_dir=run_dir,
+        world=world,
+        device=device,
+        spec=spec,
+        model=model,
+        net=torch.compile(model) if config.run.compile else model,
+        objective=setup.build_objective(config),
+        optimizer=setup.build_optim(model, config),
+        ema=setup.build_ema(model, config),
+        scaler=torch.amp.GradScaler(device.type, enabled=config.run.precision == "fp16"),
+        generator=generator,
+        data=data,
+    )
+
+
+def train_step(t: Trainer, x: torch.Tensor, y: torch.Tensor, lr: float) -> dict[str, Any]:
+    """objective -> loss -> backward -> average over ranks -> clip -> SGD step -> EMA."""
+    for group in t.optimizer.param_groups:
+        group["lr"] = lr
+    if t.config.run.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    precision = t.config.run.precision
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    with torch.autocast(t.device.type, dtype=dtype, enabled=precision != "fp32"):
+        loss, metrics = t.objective(t.net, x, y, generator=t.generator)
+    t.optimizer.zero_grad(set_to_none=True)
+    t.scaler.scale(loss).backward()
+    ddp.average_gradients(t.world, t.model)
+    if t.config.optim.grad_clip is not None:
+        t.scaler.unscale_(t.optimizer)
+        nn.utils.clip_grad_norm_(t.model.parameters(), t.config.optim.grad_clip)
+    t.scaler.step(t.optimizer)
+    t.scaler.update()
+    ddp.broadcast_buffers(t.world, t.model)
+    if t.ema is not None:
+        t.ema.update(t.model)
+    return {"loss": loss.detach(), **metrics}
+
+
+def _fit(t: Trainer, quiet: bool) -> None:
+    """Epochs of steps; a checkpoint every `run.checkpoint_every` steps and after each epoch."""
+    cfg = t.config
+    per_epoch = len(t.data.loader)
+    total = cfg.schedule.epochs * per_epoch
+    bar = progress(total=total, initial=t.step, quiet=quiet or not t.world.is_main, unit="step")
+    tensorboard = TensorBoard(t.run_dir, cfg.run.tensorboard and t.world.is_main)
+    while t.epoch < cfg.schedule.epochs:
+        if not t.mid_epoch:
+            t.data.loader.set_epoch(t.epoch)
+            t.sums = {}
+        t.mid_epoch = True
+        start = time.perf_counter()
+        for x, y in t.data.loader:
+            metrics = train_step(t, x, y, _lr(t, total, per_epoch))
+            _accumulate(t.sums, metrics, len(y))
+            t.step += 1
+            bar.update()
+            if t.step % 50 == 0:
+                _check_finite(t)
+            every = cfg.run.checkpoint_every
+            if every and t.step % every == 0 and t.step % per_epoch:  # not at an epoch's end
+                t.sums["time"] = t.sums.get("time", 0.0) + time.perf_counter() - start
+                start = time.perf_counter()
+                _checkpoint(t)
+        t.sums["time"] = t.sums.get("time", 0.0) + time.perf_counter() - start
+        _end_epoch(t, total, per_epoch, quiet, tensorboard)
+    bar.close()
+    tensorboard.close()
+
+
+def _lr(t: Trainer, total: int, per_epoch: int) -> float:
+    sched = t.config.schedule
+    return lr_at(
+        t.step,
+        total_steps=total,
+        base_lr=t.config.optim.lr,
+        schedule=sched.kind,
+        warmup_steps=round(sched.warmup_epochs * per_epoch),
+        milestones=sched.milestones,
+    )
+
+
+def _accumulate(sums: dict[str, Any], metrics: dict[str, Any], n: int) -> None:
+    """Running sums (weighted by batch size) of every scalar metric; tensors stay on the device."""
+    sums["images"] = sums.get("images", 0) + n
+    for key, value in metrics.items():
+        if isinstance(value, torch.Tensor):
+            value = value.detach().float()
+            if value.numel() != 1:
+                continue
+        sums[key] = sums.get(key, 0.0) + value * n
+
+
+def _end_epoch(t: Trainer, total: int, per_epoch: int, quiet: bool, tb: TensorBoard) -> None:
+    """Epoch summary, validation, best weights, metrics files and the epoch's checkpoint."""
+    t.epoch += 1
+    t.mid_epoch = False
+    sums = _reduce_sums(t)
+    images = sums.pop("images")
+    seconds = sums.pop("time")
+    row: dict[str, Any] = {"epoch": t.epoch, "step": t.step}
+    row.update({f"train_{k}": v / images for k, v in sums.items()})
+    row.update(lr=_lr(t, total, per_epoch) if t.step < total else 0.0, epoch_time=seconds)
+    row["images_per_s"] = images / max(seconds, 1e-9)
+    cfg = t.config.eval
+    if t.data.val is not None and (t.epoch % cfg.every == 0 or t.epoch == t.config.schedule.epochs):
+        if t.world.is_main:
+            row.update(validate(t))
+        ddp.barrier(t.world)
+    improved = _is_best(t, row)
+    t.history.append(row)
+    if t.world.is_main:
+        write_metrics(t.run_dir, t.history)
+        tb.log(row)
+        if not quiet:
+            print(_format_row(row, t.config.schedule.epochs), file=sys.stderr, flush=True)
+    _checkpoint(t, best=improved)
+
+
+def _reduce_sums(t: Trainer) -> dict[str, float]:
+    """This epoch's sums as floats, added over ranks (time: the slowest rank)."""
+    _check_finite(t)
+    mine = {k: float(v) for k, v in t.sums.items()}
+    every = ddp.gather(t.world, mine)
+    out = {k: sum(d.get(k, 0.0) for d in every) for k in mine}
+    out["time"] = max(d["time"] for d in every)
+    return out
+
+
+def _check_finite(t: Trainer) -> None:
+    """Stop with a clear message, before anything is written, once the loss is NaN or infinite."""
+    loss = float(t.sums.get("loss", 0.0))
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(
+            f"the training loss became {loss} in epoch {t.epoch + 1} (step {t.step}); the run "
+            f"stopped and the last good checkpoint in {t.run_dir} is kept. Lower optim.lr, keep "
+            "optim.grad_clip on or use run.precision=fp32, and start a new run"
+        )
+
+
+def _is_best(t: Trainer, row: dict[str, Any]) -> bool:
+    """Record a new best validation robust accuracy among epochs >= eval.from_epoch."""
+    robust = row.get("val_robust")
+    if robust is None or t.epoch < t.config.eval.from_epoch:
+        return False
+    if t.best["val_robust"] is not None and robust <= t.best["val_robust"]:
+        return False
+    t.best = {"val_robust": robust, "epoch": t.epoch}
+    return True
+
+
+def _checkpoint(t: Trainer, *, best: bool = False) -> None:
+    """Every rank's RNG and loader state, then rank 0 writes the checkpoint and weights."""
+    _check_finite(t)
+    ranks = ddp.gather(t.world, _rank_state(t))
+    if t.world.is_main:
+        state = {
+            "step": t.step,
+            "epoch": t.epoch,
+            "mid_epoch": t.mid_epoch,
+            "model": t.model.state_dict(),
+            "optimizer": t.optimizer.state_dict(),
+            "scaler": t.scaler.state_dict(),
+            "ema": None if t.ema is None else t.ema.state_dict(),
+            "history": t.history,
+            "best": t.best,
+            "sums": {k: float(v) for k, v in t.sums.items()},
+            "ranks": ranks,
+        }
+        exports = {"last": lambda p: save_weights(t.model, p)}
+        if t.ema is not None:
+            exports["ema"] = lambda p: save_weights(t.ema.module, p)
+        if best:
+            exports["best"] = lambda p: save_weights(t.eval_model, p)
+        save_checkpoint(t.run_dir, state, exports)
+    ddp.barrier(t.world)
+
+
+def _rank_state(t: Trainer) -> dict[str, Any]:
+    state = {
+        "torch": torch.get_rng_state(),
+        "generator": t.generator.get_state(),
+        "loader": t.data.loader.state_dict(),
+    }
+    if t.device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(t.device)
+    return state
+
+
+def _restore(t: Trainer, state: dict[str, Any]) -> None:
+    """Put a checkpoint's weights, optimizer, EMA, RNG, loader and counters back."""
+    if len(state["ranks"]) != t.world.world_size:
+        raise ConfigError(
+            "WORLD_SIZE",
+            t.world.world_size,
+            f"{len(state['ranks'])} processes, as the run was started with",
+        )
+    t.model.load_state_dict(state["model"])
+    t.optimizer.load_state_dict(state["optimizer"])
+    t.scaler.load_state_dict(state["scaler"])
+    if t.ema is not None:
+        t.ema.load_state_dict(state["ema"])
+    mine = state["ranks"][t.world.rank]
+    torch.set_rng_state(mine["torch"])
+    t.generator.set_state(mine["generator"])
+    if "cuda" in mine:
+        torch.cuda.set_rng_state(mine["cuda"], t.device)
+    t.data.loader.load_state_dict(mine["loader"])
+    t.step, t.epoch, t.mid_epoch = state["step"], state["epoch"], state["mid_epoch"]
+    t.history, t.best, t.sums = list(state["history"]), dict(state["best"]), dict(state["sums"])
+
+
+def _format_row(row: dict[str, Any], epochs: int) -> str:
+    """One line per epoch for the terminal."""
+    parts = [f"epoch {row['epoch']:>3}/{epochs}"]
+    for key in ("train_loss", "train_clean_acc", "train_adv_acc", "val_clean", "val_robust"):
+        if row.get(key) is not None:
+            parts.append(f"{key} {row[key]:.4f}")
+    parts.append(f"lr {row['lr']:.4g}  {row['images_per_s']:.0f} img/s  {row['epoch_time']:.1f} s")
+    return "  ".join(parts)

@@ -1,0 +1,80 @@
+"""ExperimentConfig: defaults < YAML < overrides, explicit units, errors naming the key."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from robustresnet.errors import ConfigError
+from robustresnet.train.config import ExperimentConfig, config_diff, load_config
+
+
+def _yaml(tmp_path, data, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_defaults_then_yaml_then_overrides(tmp_path):
+    path = _yaml(tmp_path, {"model": {"name": "wrn-28-10"}, "optim": {"lr": 0.3, "nesterov": True}})
+    config = load_config(path, ["optim.lr=0.2", "schedule.milestones=[0.5, 0.8]"])
+    assert config.optim.lr == 0.2  # the command line wins
+    assert config.optim.nesterov is True  # the YAML wins over the default
+    assert config.optim.weight_decay == 2e-4  # the default
+    assert config.schedule.milestones == (0.5, 0.8)
+
+
+def test_eps_fraction_strings_and_no_unit_guessing():
+    config = load_config(None, ["model.name=x", "objective.eps=8/255", "objective.step_size=2/255"])
+    assert config.objective.eps == pytest.approx(8 / 255)
+    assert config.objective.step_size == pytest.approx(2 / 255)
+    with pytest.raises(ConfigError, match="objective.eps"):
+        load_config(None, ["model.name=x", "objective.eps=8"])  # never silently divided by 255
+    l2 = load_config(None, ["model.name=x", "objective.norm=2", "objective.eps=1.5"])
+    assert l2.objective.eps == 1.5  # an L2 radius above 1 is legitimate
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("optim.lrr=0.1", "optim.lrr"),
+        ("optimiser.lr=0.1", "optimiser"),
+        ("run.batch_size=1.5", "run.batch_size"),
+        ("run.batch_size=0", "run.batch_size"),
+        ("run.precision=fp8", "run.precision"),
+        ("objective.name=fgsm", "objective.name"),
+        ("optim.nesterov=maybe", "optim.nesterov"),
+        ("ema.tau=abc", "ema.tau"),
+        ("schedule.kind=linear", "schedule.kind"),
+        ("data.extra_fraction=0.7", "data.extra"),
+        ("noequals", "override"),
+    ],
+)
+def test_bad_values_name_the_key(override, key):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["model.name=wrn-28-10", override])
+    assert err.value.field == key
+
+
+def test_model_needs_exactly_one_source(tmp_path):
+    with pytest.raises(ConfigError, match="model"):
+        load_config(None, [])
+    with pytest.raises(ConfigError, match="model"):
+        load_config(None, ["model.name=wrn-28-10", "model.spec={stages: []}"])
+
+
+def test_round_trip_and_diff():
+    config = load_config(None, ["model.name=wrn-28-10", "eval.autoattack=[apgd-ce, apgd-t]"])
+    again = ExperimentConfig.from_dict(yaml.safe_load(yaml.safe_dump(config.to_dict())))
+    assert again == config
+    other = load_config(None, ["model.name=wrn-28-10", "optim.lr=0.2"])
+    assert config_diff(config.to_dict(), other.to_dict()) == ["eval.autoattack", "optim.lr"]
+
+
+def test_missing_or_bad_yaml_file(tmp_path):
+    with pytest.raises(ConfigError, match="config"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="valid YAML"):
+        load_config(bad)
