@@ -1,0 +1,91 @@
+"""`load_dataset(name, root)`: every dataset of the paper as uint8 images and int64 labels."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, DataError
+from ._cifar import CIFAR10, CIFAR100, find_cifar, read_cifar
+from ._dataset import ImageDataset, holdout
+from ._digits import read_digits
+from ._svhn import SVHN_FILES, find_svhn, read_svhn
+from ._tiny import TINY_FOLDER, find_tiny, read_tiny
+from .extra import load_extra
+
+DATA_ENV = "RRN_DATA"  # the environment variable naming the default data root
+SPLITS = {
+    "cifar10": ("train", "test"),
+    "cifar100": ("train", "test"),
+    "svhn": ("train", "test", "extra"),
+    "tiny-imagenet": ("train", "val", "test"),  # "test" reads val: the test labels are unpublished
+    "digits": ("train", "test"),
+}
+DATASETS = tuple(SPLITS)
+_OPTIONS = {
+    "cifar10": {"url", "md5"},
+    "cifar100": {"labels", "url", "md5"},
+    "svhn": set(),
+    "tiny-imagenet": {"quiet"},
+    "digits": {"size"},
+}
+_EXPECTED = {
+    "cifar10": f"{CIFAR10.folder}/ or {CIFAR10.archive}",
+    "cifar100": f"{CIFAR100.folder}/ or {CIFAR100.archive}",
+    "svhn": " or ".join(SVHN_FILES.values()) + " (also under svhn/)",
+    "tiny-imagenet": f"{TINY_FOLDER}/ with wnids.txt",
+}
+
+__all__ = ["DATASETS", "ImageDataset", "data_root", "holdout", "load_dataset", "load_extra"]
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """`root` if given, else `$RRN_DATA`, else `./data`."""
+    return Path(root if root is not None else os.environ.get(DATA_ENV) or "data")
+
+
+def load_dataset(
+    name: str,
+    root: str | os.PathLike | None = None,
+    *,
+    split: str = "train",
+    download: bool = False,
+    **opts: Any,
+) -> ImageDataset:
+    """One split of `name` (see DATASETS) read from under `root` (see `data_root`).
+
+    Options: `labels="coarse"` (cifar100), `size=32` (digits), `quiet` (tiny-imagenet progress),
+    `url`/`md5` with `download=True` (cifar10/100 mirror).
+    """
+    key = name.lower().replace("_", "-")
+    if key not in SPLITS:
+        raise ConfigError("dataset", name, f"one of {', '.join(DATASETS)}")
+    if split not in SPLITS[key]:
+        raise ConfigError("split", split, f"one of {', '.join(SPLITS[key])} for {key}")
+    unknown = sorted(set(opts) - _OPTIONS[key])
+    if unknown:
+        raise ConfigError("options", unknown, f"options of {key}: {sorted(_OPTIONS[key])}")
+    if download and not key.startswith("cifar"):
+        raise ConfigError("download", True, "only cifar10 and cifar100 can be downloaded")
+    if key == "digits":
+        return read_digits(key, split, **opts)
+    base = data_root(root)
+    if key == "svhn":
+        return read_svhn(_found(find_svhn(base, split), key, base), key, split)
+    if key == "tiny-imagenet":
+        return read_tiny(_found(find_tiny(base), key, base), key, split, **opts)
+    layout = CIFAR10 if key == "cifar10" else CIFAR100
+    if download and find_cifar(layout, base) is None:
+        from .download import download_cifar  # only --download needs the network code
+
+        download_cifar(key, base, url=opts.get("url"), md5=opts.get("md5"))
+    source = _found(find_cifar(layout, base), key, base)
+    return read_cifar(layout, source, key, split, opts.get("labels", "fine"))
+
+
+def _found(path: Path | None, name: str, root: Path) -> Path:
+    if path is None:
+        hint = " (or pass download=True / --download)" if name.startswith("cifar") else ""
+        raise DataError(f"{root}: no {name} found; expected {_EXPECTED[name]} there{hint}")
+    return path

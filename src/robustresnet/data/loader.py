@@ -1,0 +1,190 @@
+"""DeviceLoader: the whole dataset as one uint8 tensor on the device, batches made there.
+
+Training epochs follow a permutation seeded by (seed, epoch); every rank takes a disjoint slice of
+it. With extra data, a fixed share of each batch comes from the extra set under its own permutation.
+An epoch is one pass over the (sharded) base dataset. The state is (epoch, position): enough to
+resume mid-epoch and get exactly the batches an uninterrupted run would have got.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+from ._dataset import ImageDataset
+from .augment import random_crop, random_flip, random_rotation, to_float
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+_BASE, _EXTRA, _AUGMENT = 0, 1, 2  # independent random streams of one epoch
+
+
+def stream_seed(seed: int, epoch: int, stream: int, index: int = 0) -> int:
+    """A 63-bit seed mixing its parts, so (seed, epoch) pairs never share a stream."""
+    value = 0
+    for part in (seed, epoch, stream, index):
+        value = (value * 0x9E3779B97F4A7C15 + part + 1) % (1 << 64)
+        value ^= value >> 31
+    return value % (1 << 63)
+
+
+def _generator(*parts: int) -> torch.Generator:
+    return torch.Generator().manual_seed(stream_seed(*parts))
+
+
+class DeviceLoader:
+    """Batches `(x float in [0,1] NCHW, y int64)` made on `device` from uint8 `images`."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        batch_size: int,
+        train: bool,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        crop_padding: int = 4,
+        flip: bool = True,
+        rotation: float = 0.0,
+        extra: ImageDataset | tuple[torch.Tensor, torch.Tensor] | None = None,
+        extra_fraction: float = 0.0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool | None = None,
+    ) -> None:
+        _check_options(batch_size, extra, extra_fraction, rank, world_size, train, images, labels)
+        self.device = torch.device(device)
+        self.images, self.labels = images.to(self.device), labels.to(self.device)
+        self.extra = None
+        if extra is not None and extra_fraction > 0:
+            extra_images, extra_labels = _pair(extra)
+            if len(extra_labels) < world_size or extra_images.dtype != torch.uint8:
+                raise ConfigError("extra", tuple(extra_images.shape), "uint8 images, >= 1 per rank")
+            self.extra = (extra_images.to(self.device), extra_labels.to(self.device))
+        self.batch_size, self.train, self.seed = batch_size, train, seed
+        self.crop_padding, self.flip, self.rotation = crop_padding, flip, rotation
+        self.rank, self.world_size = rank, world_size
+        self.drop_last = train if drop_last is None else drop_last
+        self.extra_count = round(batch_size * extra_fraction) if self.extra is not None else 0
+        self.base_count = batch_size - self.extra_count
+        self.epoch, self.position = 0, 0
+
+    def __len__(self) -> int:
+        n = len(self.labels) // self.world_size if self.train else self._eval_range()[1]
+        full, rest = divmod(n, self.base_count)
+        return full + (rest > 0 and not self.drop_last)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch `epoch` from its first batch."""
+        self.epoch, self.position = int(epoch), 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the loader stands: the next batch is batch `position` of epoch `epoch`."""
+        return {"epoch": self.epoch, "position": self.position, **self._identity()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state_dict()`; the settings that fix the batches must be unchanged."""
+        for key, value in self._identity().items():
+            if state.get(key, value) != value:
+                raise ConfigError(f"loader state {key}", state.get(key), f"{value} (this loader)")
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+    def __iter__(self) -> Iterator[Batch]:
+        if not self.train:
+            yield from self._eval_batches()
+            return
+        base = self._base_indices(self.epoch)
+        extra = self._extra_indices(self.epoch) if self.extra is not None else None
+        for step in range(self.position, len(self)):
+            chosen = base[step * self.base_count : (step + 1) * self.base_count]
+            x, y = self.images[chosen], self.labels[chosen]
+            if extra is not None:
+                picked = extra[step * self.extra_count : (step + 1) * self.extra_count]
+                x = torch.cat([x, self.extra[0][picked]])
+                y = torch.cat([y, self.extra[1][picked]])
+            batch = self._augment(x, step), y
+            self.position = step + 1
+            yield batch
+        self.epoch, self.position = self.epoch + 1, 0
+
+    def _augment(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        """Crop and flip on uint8, then floats, then rotation; seeded per batch for resume."""
+        generator = _generator(self.seed, self.epoch, _AUGMENT + self.rank, step)
+        if self.crop_padding:
+            x = random_crop(x, self.crop_padding, generator)
+        if self.flip:
+            x = random_flip(x, generator)
+        x = to_float(x)
+        return random_rotation(x, self.rotation, generator) if self.rotation else x
+
+    def _base_indices(self, epoch: int) -> torch.Tensor:
+        """This rank's slice of the epoch's permutation of the base dataset (remainder dropped)."""
+        order = torch.randperm(len(self.labels), generator=_generator(self.seed, epoch, _BASE))
+        share = len(order) // self.world_size
+        return order[self.rank * share : (self.rank + 1) * share].to(self.device)
+
+    def _extra_indices(self, epoch: int) -> torch.Tensor:
+        """Enough extra indices for the epoch: this rank's slices of fresh permutations."""
+        total = len(self.extra[1])
+        share = total // self.world_size
+        needed, rounds, pieces = len(self) * self.extra_count, 0, []
+        while sum(len(p) for p in pieces) < needed:  # a small extra set is cycled, reshuffled
+            order = torch.randperm(total, generator=_generator(self.seed, epoch, _EXTRA, rounds))
+            pieces.append(order[self.rank * share : (self.rank + 1) * share])
+            rounds += 1
+        return (
+            torch.cat(pieces)[:needed].to(self.device)
+            if pieces
+            else torch.empty(0, dtype=torch.long)
+        )
+
+    def _eval_range(self) -> tuple[int, int]:
+        """(start, count) of this rank's contiguous share of the data, in order, nothing dropped."""
+        n = len(self.labels)
+        share, rest = divmod(n, self.world_size)
+        start = self.rank * share + min(self.rank, rest)
+        return start, share + (self.rank < rest)
+
+    def _eval_batches(self) -> Iterator[Batch]:
+        start, count = self._eval_range()
+        for step in range(len(self)):
+            lo = start + step * self.batch_size
+            hi = min(lo + self.batch_size, start + count)
+            yield to_float(self.images[lo:hi]), self.labels[lo:hi]
+
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "extra_count": self.extra_count,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "size": len(self.labels),
+        }
+
+
+def _pair(
+    data: ImageDataset | tuple[torch.Tensor, torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return (data.images, data.labels) if isinstance(data, ImageDataset) else tuple(data)
+
+
+def _check_options(batch_size, extra, fraction, rank, world_size, train, images, labels) -> None:
+    """ConfigError for settings that cannot make batches."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError("batch_size", batch_size, "a positive int")
+    if not 0 <= fraction < 1:
+        raise ConfigError("extra_fraction", fraction, "a number in [0, 1)")
+    if fraction > 0 and (extra is None or not train):
+        raise ConfigError("extra", extra, "an extra dataset (training loaders only) when mixing")
+    if round(batch_size * fraction) >= batch_size:
+        raise ConfigError(
+            "extra_fraction", fraction, f"a share leaving base images in {batch_size}"
+        )
+    if not (isinstance(world_size, int) and world_size >= 1 and 0 <= rank < world_size):
+        raise ConfigError("rank", rank, f"0 <= rank < world_size ({world_size})")
+    if images.dtype != torch.uint8 or images.dim() != 4 or len(images) != len(labels):
+        raise ConfigError("images", tuple(images.shape), "uint8 N,C,H,W with one label each")
