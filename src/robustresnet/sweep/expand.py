@@ -7,8 +7,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._units import format_count
 from ..errors import ConfigError
-from .spec import SweepSpec, format_count
+from .spec import SweepSpec
 
 # The order of the parts of a trial's name; dotted-key axes follow in the sweep file's order.
 NAME_ORDER = (
@@ -96,7 +97,7 @@ def _name_part(axis: str, value: Any) -> str:
     if axis == "block":
         text = BLOCK_ABBREVIATIONS.get(str(value), str(value).removesuffix("_block"))
     elif axis == "scaling":
-        text = f"{value['rule']}{format_count(value['target'])}"
+        text = f"{value['rule']}{_short_count(value['target'])}"
     elif axis in ("depths", "widening"):
         text = axis[0] + "-".join(_number(v) for v in _as_list(value))
     elif axis == "kernel_size":
@@ -106,6 +107,15 @@ def _name_part(axis: str, value: Any) -> str:
     else:
         text = str(value)
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_-") or "x"
+
+
+def _short_count(count: int) -> str:
+    """`format_count` without trailing zeros: 20M rather than 20.0M."""
+    text = format_count(count)
+    number, suffix = (text[:-1], text[-1]) if text[-1].isalpha() else (text, "")
+    if "." in number:
+        number = number.rstrip("0").rstrip(".")
+    return number + suffix
 
 
 def _as_list(value: Any) -> list[Any]:

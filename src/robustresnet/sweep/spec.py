@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from .._units import parse_count
 from ..errors import ConfigError
 
 # Axes with a meaning of their own; any other axis must be a dotted config key (`optim.lr`).
@@ -26,29 +27,6 @@ NAMED_AXES = (
     "seed",
 )
 SCALING_RULES = ("compound", "depth", "width")
-_SUFFIXES = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-_COUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKMGT]?)\s*$")
-
-
-def parse_count(value: Any, field_name: str) -> int:
-    """A count such as MACs or params from `4G`, `20M`, `1.5e9` or an integer."""
-    if isinstance(value, bool):
-        raise ConfigError(field_name, value, "a count such as 20M, 4G or 1500000")
-    if isinstance(value, int | float):
-        return int(round(value))
-    match = _COUNT.match(str(value))
-    if not match:
-        raise ConfigError(field_name, value, "a count such as 20M, 4G or 1500000")
-    return int(round(float(match.group(1)) * _SUFFIXES[match.group(2)]))
-
-
-def format_count(count: int) -> str:
-    """The shortest readable form of a count: 20000000 -> `20M`, 1500000000 -> `1.5G`."""
-    for suffix in ("T", "G", "M", "k"):
-        scale = _SUFFIXES[suffix]
-        if count >= scale:
-            return f"{count / scale:.4g}{suffix}"
-    return str(count)
 
 
 @dataclass(frozen=True)
@@ -175,7 +153,7 @@ def _scaling_values(where: str, raw: Any) -> list[dict[str, Any]]:
     for point in points:
         if point["rule"] not in SCALING_RULES:
             raise ConfigError(f"{where}.rule", point["rule"], f"one of {list(SCALING_RULES)}")
-        point["target"] = parse_count(point["target"], f"{where}.target")
+        point["target"] = parse_count(point["target"], field=f"{where}.target")
     return points
 
 
@@ -191,7 +169,7 @@ def _window(where: str, raw: Any) -> tuple[int | None, int | None]:
         return (None, None)
     if not isinstance(raw, list) or len(raw) != 2:
         raise ConfigError(where, raw, "[low, high] with null for an open end, e.g. [4G, 6G]")
-    low, high = (None if v is None else parse_count(v, where) for v in raw)
+    low, high = (None if v is None else parse_count(v, field=where) for v in raw)
     if low is not None and high is not None and low > high:
         raise ConfigError(where, raw, "low <= high")
     return (low, high)
