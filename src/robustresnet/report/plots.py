@@ -59,10 +59,12 @@ def plot_pareto(
             label=label if colour_by else "model mean",
         )
     front = [models[i] for i in pareto_front([(m[cost], m[metric]) for m in models])]
+    # A staircase: the best accuracy reachable at each cost.
     ax.plot(
         [m[cost] for m in front],
         [m[metric] for m in front],
         "--",
+        drawstyle="steps-post",
         color="black",
         linewidth=1,
         label="Pareto front",
@@ -76,7 +78,7 @@ def plot_pareto(
         ax.set_xscale("log")
     ax.set_xlabel("MACs per image" if cost == "macs" else "parameters")
     ax.set_ylabel(f"{ATTACK_TITLES[metric]} accuracy (%)")
-    ax.set_title(f"{ATTACK_TITLES[metric]} accuracy against {cost}")
+    ax.set_title(f"{ATTACK_TITLES[metric]} accuracy against {'MACs' if cost == 'macs' else cost}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, title=colour_by, title_fontsize=7)
     return _save(fig, path)
