@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -123,9 +124,24 @@ def load_weights(model: nn.Module, path_or_state_dict) -> nn.Module:
     check_state_dict(model, state, source)
     own = model.state_dict()
     state = {k: v.reshape(own[k].shape) if k in OPTIONAL_KEYS else v for k, v in state.items()}
+    _warn_other_normalisation(own, state, source)
     on_meta = any(t.is_meta for t in own.values())
     model.load_state_dict(state, strict=False, assign=on_meta)
     return model
+
+
+def _warn_other_normalisation(own: Mapping, state: Mapping, source: str) -> None:
+    """The checkpoint's mu/sigma replace the spec's; say so when they differ."""
+    for key in OPTIONAL_KEYS:
+        if key not in state or own[key].is_meta:
+            continue
+        if not torch.allclose(own[key].float(), state[key].float(), atol=1e-6):
+            warnings.warn(
+                f"{source}: its {key} {state[key].flatten().tolist()} replaces the spec's "
+                f"{own[key].flatten().tolist()}",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:

@@ -70,6 +70,8 @@ class RobustResNet(nn.Module):
 def reference_init(model: nn.Module) -> None:
     """The authors' init: conv N(0, sqrt(2/(k·k·C_out))), norm weight 1 / bias 0, linear bias 0."""
     for m in model.modules():
+        if any(p.is_meta for p in m.parameters(recurse=False)):
+            continue  # nothing to fill on the meta device (and normal_ is slow there)
         if isinstance(m, nn.Conv2d):
             fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
             m.weight.normal_(0.0, math.sqrt(2.0 / fan_out))

@@ -271,25 +271,10 @@ class ArchSpec:
         lists = _reference_lists(ref)
         if "robust_res_block" in {_block_name(str(b)) for b in lists["block_types"]}:
             _warn_block_defaults(cfg)
-        stages = []
-        for i, channels in enumerate(lists["channel_configs"][1:]):
-            size = {"widening": channels // stage_base(i)}
-            if channels % stage_base(i):
-                size = {"channels": channels}
-            stages.append(
-                StageSpec(
-                    depth=lists["depth_configs"][i],
-                    stride=lists["stride_config"][i],
-                    block=lists["block_types"][i],
-                    kernel_size=lists["kernel_size_configs"][i],
-                    activation=lists["activations"][i],
-                    normalization=lists["normalizations"][i],
-                    **size,
-                )
-            )
+        stages = tuple(_reference_stage(lists, i) for i in range(len(lists["depth_configs"])))
         stats = CIFAR10_STATS if cfg.get("pre_process") else (None, None)
         return cls(
-            stages=tuple(stages),
+            stages=stages,
             stem_channels=lists["channel_configs"][0],
             num_classes=ref["num_classes"],
             scales=ref["scales"],
@@ -357,6 +342,39 @@ def _reference_lists(ref: Mapping[str, Any]) -> dict[str, list]:
                 f"{want} entries{extra}: depth_configs has {stages} stages",
             )
     return lists
+
+
+# StageSpec field → the reference key holding it, so errors name what the user wrote.
+_REFERENCE_FIELD = {
+    "depth": "depth_configs",
+    "widening": "channel_configs",
+    "channels": "channel_configs",
+    "stride": "stride_config",
+    "block": "block_types",
+    "kernel_size": "kernel_size_configs",
+    "activation": "activations",
+    "normalization": "normalizations",
+}
+
+
+def _reference_stage(lists: Mapping[str, list], i: int) -> StageSpec:
+    """Stage `i` of a reference config; widening when the channels are a multiple of 16·2^i."""
+    channels = lists["channel_configs"][i + 1]
+    divisible = isinstance(channels, int) and channels % stage_base(i) == 0
+    size = {"widening": channels // stage_base(i)} if divisible else {"channels": channels}
+    try:
+        return StageSpec(
+            depth=lists["depth_configs"][i],
+            stride=lists["stride_config"][i],
+            block=lists["block_types"][i],
+            kernel_size=lists["kernel_size_configs"][i],
+            activation=lists["activations"][i],
+            normalization=lists["normalizations"][i],
+            **size,
+        )
+    except ConfigError as err:
+        key = _REFERENCE_FIELD.get(err.field, err.field)
+        raise ConfigError(f"model.{key}[{i}]", err.value, err.expected) from None
 
 
 def _warn_block_defaults(cfg: Mapping[str, Any]) -> None:

@@ -1,0 +1,26 @@
+"""Checks shared by the model-layer tests."""
+
+from __future__ import annotations
+
+import torch
+
+from robustresnet.arch.blocks import RobustResBlock
+
+
+def unused_parameters(model: torch.nn.Module) -> set[str]:
+    """bn1 of a RobustResBlock without projection: the reference computes it but never uses it."""
+    names = set()
+    for name, module in model.named_modules():
+        if isinstance(module, RobustResBlock) and module.shortcut is None:
+            names |= {f"{name}.bn1.{p}" for p, _ in module.bn1.named_parameters()}
+    return names
+
+
+def check_trains(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Forward + backward; the logits are finite and every used parameter gets a gradient."""
+    logits = model(x)
+    assert torch.isfinite(logits).all()
+    logits.square().mean().backward()
+    no_grad = {n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()}
+    assert no_grad == unused_parameters(model)
+    return logits
