@@ -10,6 +10,7 @@ from .arch import (
     save_weights,
     zoo,
 )
+from .arch.profile import Profile, profile
 from .errors import CheckpointError, ConfigError, DataError, RobustResNetError
 
 __version__ = "0.1.0"
@@ -23,6 +24,8 @@ __all__ = [
     "resolve_spec",
     "save_weights",
     "zoo",
+    "Profile",
+    "profile",
     "CheckpointError",
     "ConfigError",
     "DataError",

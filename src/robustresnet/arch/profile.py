@@ -15,7 +15,10 @@ The pass runs on the `meta` device, so even RobustResNet-A4 is counted at once w
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +29,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .._units import format_count
 from ..errors import ConfigError
+from .network import build_model
+from .spec import ArchSpec
 
 aten = torch.ops.aten
 
@@ -119,6 +124,14 @@ RULES: dict[Any, Callable[[Sequence[Any], Any], int]] = {
 }
 
 
+def _meta_batch_norm(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batch norm's meta outputs (result, saved mean, saved inverse std) made directly.
+
+    Meta runs batch norm as a Python decomposition, most of a count's time; only shapes matter.
+    """
+    return torch.empty_like(x), x.new_empty(x.shape[1]), x.new_empty(x.shape[1])
+
+
 class MacCounter(TorchDispatchMode):
     """Adds up the MACs of every aten op run inside it, by torchprofile's rules (see RULES)."""
 
@@ -127,7 +140,10 @@ class MacCounter(TorchDispatchMode):
         self.macs = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
+        if func is aten.native_batch_norm.default and args[0].is_meta:
+            out = _meta_batch_norm(args[0])
+        else:
+            out = func(*args, **(kwargs or {}))
         rule = RULES.get(func.overloadpacket)
         if rule is not None:
             self.macs += int(rule(args, out))
@@ -154,31 +170,104 @@ def _input_shape(model: nn.Module, input_size: int | Sequence[int] | None) -> tu
     return shape
 
 
-def count_macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
-    """MACs of `model` on one image of `input_shape`, run on meta stand-ins of its tensors."""
+def count_macs(
+    model: nn.Module, input_shape: tuple[int, int, int], *, parts: Sequence[nn.Module] = ()
+) -> tuple[int, list[int]]:
+    """MACs of `model` on one image, and of each submodule in `parts` within that pass.
+
+    The pass runs on meta stand-ins of the model's tensors in eval mode; the model is untouched.
+    """
     stand_ins = {
         name: torch.empty_like(t, device="meta")
         for name, t in (*model.named_parameters(), *model.named_buffers())
     }
+    counter, starts, part_macs = MacCounter(), {}, {part: 0 for part in parts}
+
+    def enter(module: nn.Module, _args: Any) -> None:
+        starts[module] = counter.macs
+
+    def leave(module: nn.Module, _args: Any, _out: Any) -> None:
+        part_macs[module] += counter.macs - starts[module]
+
+    hooks = [part.register_forward_pre_hook(enter) for part in parts]
+    hooks += [part.register_forward_hook(leave) for part in parts]
     modes = {module: module.training for module in model.modules()}
-    image = torch.empty(1, *input_shape, device="meta")
     model.eval()
     try:
-        with torch.no_grad(), MacCounter() as counter:
-            torch.func.functional_call(model, stand_ins, (image,))
+        with torch.no_grad(), counter:
+            torch.func.functional_call(
+                model, stand_ins, (torch.empty(1, *input_shape, device="meta"),)
+            )
     finally:
         for module, training in modes.items():
             module.training = training
-    return counter.macs
+        for hook in hooks:
+            hook.remove()
+    return counter.macs, [part_macs[part] for part in parts]
 
 
-def profile(spec_or_model: Any, *, input_size: int | Sequence[int] | None = None) -> Profile:
-    """Parameters and MACs of an `ArchSpec` (built on meta) or of an `nn.Module`, for one image."""
-    if isinstance(spec_or_model, nn.Module):
-        model = spec_or_model
-    else:
-        from .network import build_model  # the spec side lives in network.py
+@dataclass(frozen=True)
+class DepthCosts:
+    """Params and MACs of a spec as affine functions of its stage depths.
 
-        model = build_model(spec_or_model, device="meta")
-    shape = _input_shape(model, input_size)
-    return Profile(params=count_params(model), macs=count_macs(model, shape), input_size=shape)
+    Every block of a stage after the first is the same, so cost = fixed + Σ depth_i · per_block_i.
+    """
+
+    fixed_params: int
+    fixed_macs: int
+    block_params: tuple[int, ...]
+    block_macs: tuple[int, ...]
+    input_size: tuple[int, int, int]
+
+    def at(self, depths: Sequence[int]) -> Profile:
+        """The profile of the network with these stage depths."""
+        if len(depths) != len(self.block_macs):
+            raise ConfigError("depths", tuple(depths), f"{len(self.block_macs)} stage depths")
+        params = self.fixed_params + sum(map(operator.mul, depths, self.block_params))
+        macs = self.fixed_macs + sum(map(operator.mul, depths, self.block_macs))
+        return Profile(params=params, macs=macs, input_size=self.input_size)
+
+
+def depth_costs(spec: ArchSpec) -> DepthCosts:
+    """The affine depth-to-cost model of `spec`'s widths and blocks (cached, any depths)."""
+    stages = tuple(dataclasses.replace(stage, depth=2) for stage in spec.stages)
+    return _measure_depth_costs(spec.replace(stages=stages))
+
+
+@functools.lru_cache(maxsize=4096)
+def _measure_depth_costs(template: ArchSpec) -> DepthCosts:
+    """Count a network of two blocks per stage once, and its second block of each stage."""
+    model = build_model(template, device="meta")
+    repeated = [stage.layer[1] for stage in model.blocks]
+    shape = (template.in_channels, template.input_size, template.input_size)
+    macs, block_macs = count_macs(model, shape, parts=repeated)
+    block_params = [count_params(block) for block in repeated]
+    return DepthCosts(
+        fixed_params=count_params(model) - 2 * sum(block_params),
+        fixed_macs=macs - 2 * sum(block_macs),
+        block_params=tuple(block_params),
+        block_macs=tuple(block_macs),
+        input_size=shape,
+    )
+
+
+def profile(
+    spec_or_model: ArchSpec | nn.Module, *, input_size: int | Sequence[int] | None = None
+) -> Profile:
+    """Parameters and MACs for one image of an `ArchSpec` or of any `nn.Module`.
+
+    `input_size` overrides the spec's image size (H = W, (H, W) or (C, H, W)).
+    A spec is counted through `depth_costs` (exact, and fast for deep networks).
+    """
+    if isinstance(spec_or_model, ArchSpec):
+        if input_size is None or isinstance(input_size, int):
+            spec = spec_or_model
+            if input_size is not None:
+                spec = spec.replace(input_size=input_size)
+            return depth_costs(spec).at(spec.depths)
+        spec_or_model = build_model(spec_or_model, device="meta")
+    if not isinstance(spec_or_model, nn.Module):
+        raise ConfigError("spec_or_model", type(spec_or_model).__name__, "an ArchSpec or nn.Module")
+    shape = _input_shape(spec_or_model, input_size)
+    macs, _ = count_macs(spec_or_model, shape)
+    return Profile(params=count_params(spec_or_model), macs=macs, input_size=shape)
