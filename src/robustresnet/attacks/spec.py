@@ -1,0 +1,126 @@
+"""Attacks by name (clean, fgsm, pgd20, cw40, aa, pgd50:eps=4/255, ...) for evaluation."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, replace
+from fractions import Fraction
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .autoattack import STANDARD, autoattack, parse_attacks
+from .pgd import fgsm, pgd, predict
+
+Kind = Literal["clean", "fgsm", "pgd", "aa"]
+_LABELS = {"clean": "Clean", "fgsm": "FGSM", "aa": "AA"}
+_DEFAULT_STEPS = {"pgd": 20, "cw": 40}
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack of an evaluation; `name` is its key in reports, `label` its column heading."""
+
+    name: str
+    kind: Kind
+    eps: float = 8 / 255
+    norm: Literal["inf", "2"] = "inf"
+    steps: int = 0
+    step_size: float = 0.0
+    loss: Literal["ce", "cw"] = "ce"
+    random_start: bool = True
+    autoattack: tuple[str, ...] = STANDARD
+
+    @property
+    def label(self) -> str:
+        """The paper's column name (PGD-20, CW-40, AA), or the name as written with options."""
+        if ":" in self.name:
+            return self.name
+        if self.kind == "pgd":
+            return f"{'CW' if self.loss == 'cw' else 'PGD'}-{self.steps}"
+        if self.kind == "aa" and self.autoattack != STANDARD:
+            return "AA (" + "+".join(self.autoattack) + ")"
+        return _LABELS[self.kind]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON-ready values."""
+        return {**asdict(self), "autoattack": list(self.autoattack)}
+
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, seed: int) -> dict:
+        """Per-sample robust flags of (x, y) under this attack: {name: flags[, name/sub: ...]}."""
+        if self.kind == "aa":
+            result = autoattack(
+                model, x, y, eps=self.eps, norm=self.norm, attacks=self.autoattack, seed=seed
+            )
+            subs = {f"{self.name}/{k}": v for k, v in result.flags_after.items()}
+            return {self.name: result.flags, **subs}
+        if self.kind == "fgsm":
+            x = fgsm(model, x, y, eps=self.eps)
+        elif self.kind == "pgd":
+            generator = torch.Generator(x.device).manual_seed(seed)
+            x = pgd(
+                model, x, y, eps=self.eps, step_size=self.step_size, steps=self.steps,
+                loss=self.loss, norm=self.norm, random_start=self.random_start,
+                generator=generator,
+            )  # fmt: skip
+        return {self.name: predict(model, x, batch_size=len(x)).argmax(1) == y}
+
+
+def parse_number(text: str, field: str) -> float:
+    """A float or a fraction such as 8/255 (units are explicit: never rescaled)."""
+    try:
+        return float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(field, text, "a number such as 0.5 or 8/255") from None
+
+
+def _options(spec: AttackSpec, options: list[str]) -> dict[str, Any]:
+    """The changes that `key=value` options ask for (eps, steps, step_size, norm, ...)."""
+    changes: dict[str, Any] = {}
+    for option in options:
+        key, _, value = option.partition("=")
+        key = key.strip().replace("-", "_")
+        if key in ("eps", "step_size"):
+            changes[key] = parse_number(value, f"{spec.name}: {key}")
+        elif key == "steps" and value.strip().isdigit():
+            changes[key] = int(value)
+        elif key == "norm" and value in ("inf", "2"):
+            changes[key] = value
+        elif key == "random_start" and value in ("0", "1", "true", "false"):
+            changes[key] = value in ("1", "true")
+        elif key == "attacks" and spec.kind == "aa":
+            changes["autoattack"] = parse_attacks(value)
+        else:
+            raise ConfigError(
+                f"attack {spec.name}", option, "eps=, steps=, step_size=, norm=, random_start= "
+                "or (aa only) attacks=apgd-ce+apgd-t",
+            )  # fmt: skip
+    return changes
+
+
+def parse_attack(text: str, *, eps: float = 8 / 255, norm: str = "inf") -> AttackSpec:
+    """`NAME[:key=value...]`: NAME is clean, fgsm, aa, pgdN or cwN; step size defaults to eps/10."""
+    head, *options = text.strip().split(":")
+    match = re.fullmatch(r"(clean|fgsm|aa|pgd|cw)(\d*)", head.strip().lower())
+    if match is None:
+        raise ConfigError("attack", text, "clean, fgsm, pgdN, cwN or aa, with :key=value options")
+    base, digits = match.groups()
+    if digits and base not in _DEFAULT_STEPS:
+        raise ConfigError("attack", text, f"no step count after {base!r}")
+    kind = "pgd" if base in _DEFAULT_STEPS else base
+    steps = int(digits) if digits else _DEFAULT_STEPS.get(base, 0)
+    loss = "cw" if base == "cw" else "ce"
+    spec = AttackSpec(text.strip(), kind, eps=eps, norm=norm, steps=steps, loss=loss)
+    changes = _options(spec, options)
+    spec = replace(spec, **changes)
+    if not 0 <= spec.eps <= (1 if spec.norm == "inf" else float("inf")):
+        raise ConfigError(
+            f"attack {spec.name}: eps", spec.eps, "a radius in image units, e.g. 8/255"
+        )
+    if spec.kind == "fgsm" and spec.norm != "inf":
+        raise ConfigError(f"attack {spec.name}", spec.norm, "norm inf (FGSM is an L∞ attack)")
+    if spec.kind == "pgd" and "step_size" not in changes:
+        spec = replace(spec, step_size=spec.eps / 10)
+    return spec
