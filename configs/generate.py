@@ -26,8 +26,6 @@ OBJECTIVES = {
     "pgd_at": {"name": "pgd_at", "start": "uniform"},
     "mart": {"name": "mart", "beta": 6.0, "start": "normal"},
 }
-CIFAR10_MEAN = [0.4914, 0.4822, 0.4465]
-CIFAR10_STD = [0.2471, 0.2435, 0.2616]
 
 
 def baseline(dataset: str, objective: str, network: str) -> dict:
@@ -59,7 +57,7 @@ def baseline(dataset: str, objective: str, network: str) -> dict:
 def advanced(network: str) -> dict:
     """The advanced CIFAR-10 recipe with 500K pseudo-labelled extra images."""
     return {
-        "model": {"name": network, "activation": "silu", "mean": CIFAR10_MEAN, "std": CIFAR10_STD},
+        "model": {"name": network, "activation": "silu", "mean": "cifar10"},
         "data": {
             "name": "cifar10",
             "root": "data",

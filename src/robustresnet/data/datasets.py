@@ -27,7 +27,7 @@ _OPTIONS = {
     "cifar10": {"url", "md5"},
     "cifar100": {"labels", "url", "md5"},
     "svhn": set(),
-    "tiny-imagenet": {"quiet"},
+    "tiny-imagenet": set(),
     "digits": {"size"},
 }
 _EXPECTED = {
@@ -55,14 +55,15 @@ def load_dataset(
 ) -> ImageDataset:
     """One split of `name` (see DATASETS) read from under `root` (see `data_root`).
 
-    Options: `labels="coarse"` (cifar100), `size=32` (digits), `quiet` (tiny-imagenet progress),
-    `url`/`md5` with `download=True` (cifar10/100 mirror).
+    Options: `labels="coarse"` (cifar100), `size=32` (digits), `url`/`md5` with `download=True`
+    (a cifar10/100 mirror), `quiet=True` (no progress bar) for all.
     """
     key = name.lower().replace("_", "-")
     if key not in SPLITS:
         raise ConfigError("dataset", name, f"one of {', '.join(DATASETS)}")
     if split not in SPLITS[key]:
         raise ConfigError("split", split, f"one of {', '.join(SPLITS[key])} for {key}")
+    quiet = bool(opts.pop("quiet", False))
     unknown = sorted(set(opts) - _OPTIONS[key])
     if unknown:
         raise ConfigError("options", unknown, f"options of {key}: {sorted(_OPTIONS[key])}")
@@ -74,12 +75,12 @@ def load_dataset(
     if key == "svhn":
         return read_svhn(_found(find_svhn(base, split), key, base), key, split)
     if key == "tiny-imagenet":
-        return read_tiny(_found(find_tiny(base), key, base), key, split, **opts)
+        return read_tiny(_found(find_tiny(base), key, base), key, split, quiet=quiet)
     layout = CIFAR10 if key == "cifar10" else CIFAR100
     if download and find_cifar(layout, base) is None:
         from .download import download_cifar  # only --download needs the network code
 
-        download_cifar(key, base, url=opts.get("url"), md5=opts.get("md5"))
+        download_cifar(key, base, url=opts.get("url"), md5=opts.get("md5"), quiet=quiet)
     source = _found(find_cifar(layout, base), key, base)
     return read_cifar(layout, source, key, split, opts.get("labels", "fine"))
 

@@ -30,8 +30,8 @@ class ModelConfig:
     activation: str | None = None
     sync_bn: bool = False
 
-    mean: tuple[float, ...] | None = None  # in-model input normalisation
-    std: tuple[float, ...] | None = None
+    mean: str | tuple[float, ...] | None = None  # in-model input normalisation, or "cifar10"
+    std: str | tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         given = [k for k in ("name", "spec", "reference") if getattr(self, k) is not None]
@@ -284,7 +284,12 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, key)
+        for option in inner[:-1]:
+            try:
+                return _convert(option, value, key)
+            except ConfigError:
+                continue
+        return _convert(inner[-1], value, key)
     if typing.get_origin(tp) is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(key, value, "a list")

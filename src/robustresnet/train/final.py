@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 
+from ..arch.compat import load_weights
 from ..attacks import frozen, pgd
 
 
@@ -40,3 +42,36 @@ def validate(t: Any) -> dict[str, float]:
             clean += int(correct.sum())
             robust += int((correct & still).sum())
     return {"val_clean": clean / len(labels), "val_robust": robust / len(labels)}
+
+
+def final_report(t: Any, *, quiet: bool = False) -> dict[str, Any]:
+    """Evaluate the selected model on the test split; write report.json and report.md."""
+    from ..evaluate import evaluate, write_report
+
+    cfg, objective = t.config.eval, t.config.objective
+    model = _selected_model(t)
+    n = cfg.final_samples or len(t.data.test.labels)
+    attacks = tuple(cfg.final_attacks)
+    report = evaluate(
+        model,
+        t.data.test.images[:n],
+        t.data.test.labels[:n],
+        attacks=attacks,
+        eps=objective.eps,
+        norm=objective.norm,
+        batch_size=cfg.batch_size,
+        seed=t.config.run.seed,
+        quiet=quiet,
+    )
+    write_report(t.run_dir, report)
+    return report
+
+
+def _selected_model(t: Any) -> Any:
+    """The best checkpoint's weights when validation chose one, else the final model."""
+    model = t.eval_model
+    best = t.run_dir / "weights" / "best.safetensors"
+    if t.best.get("epoch") is not None and best.is_file():
+        model = copy.deepcopy(model)
+        load_weights(model, best)
+    return model

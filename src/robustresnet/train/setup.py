@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..arch import ArchSpec, build_model
-from ..arch.zoo import resolve_spec
+from ..arch.zoo import apply_overrides, resolve_spec
 from ..data import DeviceLoader, holdout, load_dataset, load_extra
 from ..errors import ConfigError
 from .config import ExperimentConfig, ModelConfig
@@ -76,16 +76,16 @@ def build_data(config: ExperimentConfig, world: World, device: torch.device) -> 
 def build_spec(cfg: ModelConfig, num_classes: int, image_shape: tuple[int, ...]) -> ArchSpec:
     """The network's ArchSpec, checked against the dataset's classes and image shape."""
     if cfg.name is not None:
-        spec = resolve_spec(cfg.name, num_classes=cfg.num_classes or num_classes)
+        spec = resolve_spec(cfg.name)
+        if cfg.num_classes is None and not Path(cfg.name).exists():
+            spec = spec.replace(num_classes=num_classes)  # a preset takes the dataset's classes
     elif cfg.spec is not None:
         spec = ArchSpec.from_dict(cfg.spec)
     else:
         spec = ArchSpec.from_reference(cfg.reference)
-    if cfg.num_classes is not None:
-        spec = spec.replace(num_classes=cfg.num_classes)
-    if cfg.activation is not None:
-        stages = tuple(dataclasses.replace(s, activation=cfg.activation) for s in spec.stages)
-        spec = spec.replace(stages=stages)
+    spec = apply_overrides(
+        spec, num_classes=cfg.num_classes, activation=cfg.activation, mean=cfg.mean, std=cfg.std
+    )
     if spec.num_classes != num_classes:
         raise ConfigError(
             "model.num_classes",

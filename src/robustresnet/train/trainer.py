@@ -67,10 +67,11 @@ def train(
     device = setup.pick_device(config.run.device, int(os.environ.get("LOCAL_RANK", "0")))
     world = ddp.init(device.type)
     try:
+        trainer = _build(config, run_dir, world, device)  # bad data or config: nothing written yet
         if world.is_main:
             prepare_run_dir(run_dir, config, resume=resume)
+            write_arch(run_dir, trainer.spec)
         ddp.barrier(world)
-        trainer = _build(config, run_dir, world, device)
         state = load_checkpoint(run_dir) if resume else None
         if state is not None:
             _restore(trainer, state)
@@ -92,8 +93,6 @@ def _build(config: ExperimentConfig, run_dir: Path, world: ddp.World, device: to
         torch.set_num_threads(config.run.threads)
     data = setup.build_data(config, world, device)
     spec = setup.build_spec(config.model, data.num_classes, tuple(data.test.images.shape[1:]))
-    if world.is_main:
-        write_arch(run_dir, spec)
     torch.manual_seed(config.run.seed)
     model = setup.build_model_on(spec, config, device)
     ddp.broadcast_parameters(world, model)

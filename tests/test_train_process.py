@@ -1,0 +1,123 @@
+"""Real processes: SIGKILL mid-epoch then resume is exact; 2-rank gloo equals one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from _train_helpers import TINY_SPEC, tiny_dict, write_config
+from safetensors.torch import load_file
+
+from robustresnet.train.checkpoint import load_checkpoint
+from robustresnet.train.config import ExperimentConfig
+from robustresnet.train.trainer import train
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+ENV = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+PER_EPOCH = 10  # (1437 - 64 held out) // 128
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / "weights" / "last.safetensors")
+
+
+def _train_losses(run: Path) -> list[float]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["train_loss"] for line in lines]
+
+
+def _wait_for_mid_epoch_checkpoint(proc: subprocess.Popen, pointer: Path) -> int:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if pointer.exists():
+            step = json.loads(pointer.read_text())["step"]
+            if step % PER_EPOCH:
+                return step
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before it was killed: {proc.stderr.read()}")
+        time.sleep(0.01)
+    pytest.fail("no mid-epoch checkpoint within 90 s")
+
+
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
+    data = tiny_dict(
+        run={"checkpoint_every": 3}, schedule={"epochs": 3}, eval={"final_attacks": ["clean"]}
+    )
+    config_file = write_config(tmp_path / "tiny.yaml", data)
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "robustresnet", "train", "--quiet"]
+    proc = subprocess.Popen(
+        [*command, str(config_file), "--out", str(killed)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for_mid_epoch_checkpoint(proc, killed / "checkpoint.json")
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    state = load_checkpoint(killed)
+    assert state["mid_epoch"] and state["step"] < 3 * PER_EPOCH
+
+    subprocess.run([*command, "--resume", str(killed)], env=ENV, check=True, capture_output=True)
+    straight = train(ExperimentConfig.from_dict(data), tmp_path / "straight", quiet=True)
+
+    resumed, reference = _weights(killed), _weights(straight)
+    assert resumed.keys() == reference.keys()
+    for key in reference:
+        assert torch.equal(resumed[key], reference[key]), key
+    assert _train_losses(killed) == _train_losses(straight)
+
+
+def test_two_gloo_ranks_match_one_process(tmp_path):
+    # GroupNorm, not BatchNorm: with per-rank batch statistics two half batches normalise
+    # differently from one whole batch, and SyncBatchNorm needs GPUs. GroupNorm is per sample.
+    spec = {
+        **TINY_SPEC,
+        "stages": [{**s, "normalization": "groupnorm"} for s in TINY_SPEC["stages"]],
+    }
+    data = tiny_dict(
+        model={"spec": spec},
+        data={"crop_padding": 0, "flip": False},  # identical inputs whatever the sharding
+        objective={"start": "none"},  # the inner maximisation without random draws
+        schedule={"epochs": 1},
+        eval={"final_attacks": ["clean"]},
+    )
+    config_file = write_config(tmp_path / "ddp.yaml", data)
+    ddp_run = tmp_path / "ddp"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    subprocess.run(
+        [
+            *launch,
+            "-m",
+            "robustresnet",
+            "train",
+            "--quiet",
+            str(config_file),
+            "--out",
+            str(ddp_run),
+        ],
+        env=ENV,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    single = train(ExperimentConfig.from_dict(data), tmp_path / "single", quiet=True)
+    two, one = _weights(ddp_run), _weights(single)
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5, msg=key)
+    assert not torch.equal(one["fc.weight"], _initial_fc(data))  # the weights did move
+
+
+def _initial_fc(data: dict) -> torch.Tensor:
+    from robustresnet.arch import ArchSpec, build_model
+
+    torch.manual_seed(data["run"].get("seed", 0))
+    return build_model(ArchSpec.from_dict(data["model"]["spec"])).fc.weight.detach()

@@ -1,0 +1,110 @@
+"""The trainer end to end on tiny digits: run directory, metrics, bad input, a full disk, NaN."""
+
+from __future__ import annotations
+
+import errno
+import json
+
+import pytest
+import torch
+from _train_helpers import tiny_config
+from safetensors.torch import load_file
+
+from robustresnet.errors import CheckpointError, ConfigError, DataError
+from robustresnet.train import checkpoint as ckpt
+from robustresnet.train import setup
+from robustresnet.train.trainer import NonFiniteLossError, train
+
+
+def test_run_directory_layout_and_metrics(tmp_path):
+    run = train(tiny_config(ema={"tau": 0.9}), tmp_path / "run", quiet=True)
+    for name in ("config.yaml", "arch.yaml", "checkpoint.json", "metrics.jsonl", "metrics.csv"):
+        assert (run / name).is_file(), name
+    for name in ("last", "best", "ema"):
+        assert (run / "weights" / f"{name}.safetensors").is_file(), name
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for key in ("train_loss", "train_acc_clean", "train_acc_adv", "val_clean", "val_robust", "lr"):
+        assert key in rows[0], key
+    assert rows[-1]["lr"] < rows[0]["lr"]  # cosine
+    assert len((run / "metrics.csv").read_text().splitlines()) == 3
+    pointer = json.loads((run / "checkpoint.json").read_text())
+    assert pointer["step"] == rows[-1]["step"] and pointer["epoch"] == 2
+    assert list((run / "state").iterdir()) == [run / pointer["state"]]  # older states pruned
+    assert (run / "report.json").is_file() and (run / "report.md").is_file()
+    header = (run / "config.yaml").read_text().splitlines()[0]
+    assert header.startswith("# robustresnet ") and "git " in header
+
+
+def test_existing_run_needs_resume(tmp_path):
+    config = tiny_config(schedule={"epochs": 1})
+    train(config, tmp_path / "run", quiet=True)
+    with pytest.raises(CheckpointError, match="--resume"):
+        train(config, tmp_path / "run", quiet=True)
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path):
+    train(tiny_config(schedule={"epochs": 1}), tmp_path / "run", quiet=True)
+    changed = tiny_config(schedule={"epochs": 1}, optim={"lr": 0.2})
+    with pytest.raises(ConfigError, match=r"optim\.lr.*--resume"):
+        train(changed, tmp_path / "run", resume=True, quiet=True)
+
+
+def test_missing_dataset_writes_nothing(tmp_path):
+    config = tiny_config(data={"name": "cifar10", "root": str(tmp_path / "nowhere"), "options": {}})
+    with pytest.raises(DataError, match="download"):
+        train(config, tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
+def test_class_count_mismatch_names_the_key(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        train(tiny_config(model={"num_classes": 100}), tmp_path / "run", quiet=True)
+    assert err.value.field == "model.num_classes" and "10" in str(err.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_full_disk_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    config = tiny_config(run={"checkpoint_every": 4})
+    real = ckpt.atomic_write
+    calls = {"n": 0}
+
+    def flaky(path, write):
+        calls["n"] += 1
+        if calls["n"] > 1:  # the first state file is written, then the disk fills up
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, write)
+
+    monkeypatch.setattr(ckpt, "atomic_write", flaky)
+    with pytest.raises(CheckpointError, match="disk is full.*--resume"):
+        train(config, tmp_path / "run", quiet=True)
+    state = ckpt.load_checkpoint(tmp_path / "run")
+    assert state["step"] == 4 and state["mid_epoch"]
+    assert not list((tmp_path / "run").rglob("*.tmp"))
+    monkeypatch.setattr(ckpt, "atomic_write", real)
+    run = train(config, tmp_path / "run", resume=True, quiet=True)  # space freed: it goes on
+    assert ckpt.load_checkpoint(run)["epoch"] == 2
+
+
+def test_non_finite_loss_stops_and_keeps_the_good_checkpoint(tmp_path, monkeypatch):
+    build = setup.build_objective
+    counter = {"steps": 0}
+
+    def poisoned(config):
+        objective = build(config)
+
+        def call(model, x, y, *, generator=None):
+            loss, metrics = objective(model, x, y, generator=generator)
+            counter["steps"] += 1
+            return (loss * float("nan") if counter["steps"] > 12 else loss), metrics
+
+        return call
+
+    monkeypatch.setattr(setup, "build_objective", poisoned)
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
+        train(tiny_config(), tmp_path / "run", quiet=True)
+    state = ckpt.load_checkpoint(tmp_path / "run")
+    assert state["epoch"] == 1  # epoch 1 (10 steps) completed, epoch 2 never saved
+    weights = load_file(tmp_path / "run" / "weights" / "last.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
