@@ -22,6 +22,18 @@ STAGE_FIELDS = ("block", "kernel_size", "activation", "normalization")
 # Axes that are plain config fields of `rrn train`.
 CONFIG_KEYS = {"method": "objective.name", "seed": "run.seed"}
 SPECS_DIR = "specs"
+SCALING_FIELDS = (
+    "stem_channels",
+    "num_classes",
+    "in_channels",
+    "input_size",
+    "scales",
+    "base_width",
+    "cardinality",
+    "se_reduction",
+    "mean",
+    "std",
+)
 
 
 @dataclass(frozen=True)
@@ -38,10 +50,13 @@ def plan_sweep(sweep: SweepSpec, out_dir: str | Path) -> Plan:
     base = base_spec(base_config.model)
     kept, excluded = [], []
     for trial in expand(sweep):
-        spec = trial_spec(base, trial.values)
+        try:
+            spec = trial_spec(base, trial.values)
+            overrides = trial_overrides(trial, base_config.model, Path(out_dir))
+            load_config(sweep.base, [*sweep.overrides, *overrides])
+        except ConfigError as err:  # name the trial, keep the field
+            raise ConfigError(f"{trial.name}: {err.field}", err.value, err.expected) from err
         sized = profile(spec)
-        overrides = trial_overrides(trial, base_config.model, Path(out_dir))
-        load_config(sweep.base, [*sweep.overrides, *overrides])
         trial = dataclasses.replace(
             trial, overrides=tuple(overrides), params=sized.params, macs=sized.macs, spec=spec
         )
@@ -69,7 +84,13 @@ def trial_spec(base: ArchSpec, values: dict[str, Any]) -> ArchSpec:
     if "scaling" in values:
         point = values["scaling"]
         block = values.get("block", base.stages[0].block)
-        scaled = robust_scaling(point["target"], block=block, rule=point["rule"])
+        # Sized on the base network's stem, head, input size and block settings: the MAC target
+        # is that of the network actually trained.
+        shared = {name: getattr(base, name) for name in SCALING_FIELDS}
+        activation = values.get("activation", base.stages[0].activation)
+        scaled = robust_scaling(
+            point["target"], block=block, rule=point["rule"], activation=activation, **shared
+        )
         depths, widening = list(scaled.depths), [int(w) for w in scaled.widening]
     for axis, per_stage in (("depths", depths), ("widening", widening)):
         if per_stage is not None and len(per_stage) != len(base.stages):
