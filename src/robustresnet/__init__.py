@@ -11,6 +11,7 @@ from .arch import (
     zoo,
 )
 from .arch.profile import Profile, profile
+from .arch.scaling import robust_scaling
 from .errors import CheckpointError, ConfigError, DataError, RobustResNetError
 
 __version__ = "0.1.0"
@@ -26,6 +27,7 @@ __all__ = [
     "zoo",
     "Profile",
     "profile",
+    "robust_scaling",
     "CheckpointError",
     "ConfigError",
     "DataError",
