@@ -42,8 +42,10 @@ def _write_sweep(folder: Path, **sweep) -> Path:
 
 
 def test_dry_run_lists_runs_with_sizes_and_applies_filters(tmp_path, capsys):
-    path = _write_sweep(tmp_path, axes={"block": ["basic_block", "robust_res_block"],
-                                        "width_grid": [[1, 2], [1], [1]]})
+    path = _write_sweep(
+        tmp_path,
+        axes={"block": ["basic_block", "robust_res_block"], "width_grid": [[1, 2], [1], [1]]},
+    )
     assert main(["sweep", str(path), "--dry-run", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     names = [t["name"] for t in listed["trials"]]
@@ -53,9 +55,13 @@ def test_dry_run_lists_runs_with_sizes_and_applies_filters(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()  # a dry run writes nothing
 
     window = [macs["basic-w2-1-1"], None]
-    sweep = load_sweep(_write_sweep(tmp_path, axes={"block": ["basic_block", "robust_res_block"],
-                                                    "width_grid": [[1, 2], [1], [1]]},
-                                    filters={"macs": window}))
+    sweep = load_sweep(
+        _write_sweep(
+            tmp_path,
+            axes={"block": ["basic_block", "robust_res_block"], "width_grid": [[1, 2], [1], [1]]},
+            filters={"macs": window},
+        )
+    )
     plan = plan_sweep(sweep, tmp_path / "runs")
     assert [t.name for t in plan.trials] == ["basic-w2-1-1", "rrb-w1-1-1", "rrb-w2-1-1"]
     assert [t.name for t, _ in plan.excluded] == ["basic-w1-1-1"]
@@ -64,14 +70,24 @@ def test_dry_run_lists_runs_with_sizes_and_applies_filters(tmp_path, capsys):
 def test_sweep_trains_records_failure_skips_finished_and_reports(tmp_path, capsys):
     # Three runs zipped: two blocks that train, and a held-out split larger than the data,
     # which the trainer refuses at run time: recorded as failed while the others go on.
-    path = _write_sweep(tmp_path, zip=[{"block": ["basic_block", "robust_res_block", "basic_block"],
-                                        "data.val_size": [64, 64, 5000]}])
+    path = _write_sweep(
+        tmp_path,
+        zip=[
+            {
+                "block": ["basic_block", "robust_res_block", "basic_block"],
+                "data.val_size": [64, 64, 5000],
+            }
+        ],
+    )
     code = main(["sweep", str(path), "--parallel", "2", "--report", "--quiet", "--json"])
     summary = json.loads(capsys.readouterr().out)
     assert code == 1  # a run failed
     status = {t["name"]: t["status"] for t in summary["trials"]}
-    assert status == {"basic-val_size64": "finished", "rrb-val_size64": "finished",
-                      "basic-val_size5000": "failed"}
+    assert status == {
+        "basic-val_size64": "finished",
+        "rrb-val_size64": "finished",
+        "basic-val_size5000": "failed",
+    }
     runs = tmp_path / "runs"
     failure = json.loads((runs / "basic-val_size5000" / "failed.json").read_text())
     assert "data.val_size" in failure["error"]
@@ -91,15 +107,15 @@ def test_sweep_trains_records_failure_skips_finished_and_reports(tmp_path, capsy
         assert (runs / "report" / png).read_bytes()[:4] == b"\x89PNG"
 
     # Again: the finished runs are skipped, the failed one is tried (and fails) again.
-    again = run_sweep(load_sweep(path), plan_sweep(load_sweep(path), runs).trials, runs,
-                      quiet=True)
+    again = run_sweep(load_sweep(path), plan_sweep(load_sweep(path), runs).trials, runs, quiet=True)
     assert again["counts"] == {"skipped": 2, "failed": 1}
 
 
 def test_ray_backend_on_a_local_instance(tmp_path):
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install '.[ray]')")
-    sweep = load_sweep(_write_sweep(tmp_path, axes={"seed": [0, 1]},
-                                    resources={"num_cpus": 1, "num_gpus": 0}))
+    sweep = load_sweep(
+        _write_sweep(tmp_path, axes={"seed": [0, 1]}, resources={"num_cpus": 1, "num_gpus": 0})
+    )
     plan = plan_sweep(sweep, tmp_path / "runs")
     write_specs(plan, tmp_path / "runs")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
