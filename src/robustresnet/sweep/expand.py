@@ -44,6 +44,8 @@ class Trial:
             "group": self.group,
             "values": self.values,
             "overrides": list(self.overrides),
+            "depths": None if self.spec is None else list(self.spec.depths),
+            "widening": None if self.spec is None else list(self.spec.widening),
             "params": self.params,
             "macs": self.macs,
         }
