@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{trial['status']:9} {trial['seconds']:8.1f}s  {trial['name']}{note}")
         counts = ", ".join(f"{n} {s}" for s, n in sorted(summary["counts"].items()))
         print(
-            f"sweep {sweep.name}: {counts} in {summary['seconds']:.0f}s; summary: "
+            f"sweep {sweep.name}: {counts} in {summary['seconds']:.0f}s "
+            f"({summary['cpu_seconds']:.0f} CPU-s); summary: "
             f"{out / 'sweep-summary.json'}"
         )
     return 1 if summary["counts"].get("failed") else 0

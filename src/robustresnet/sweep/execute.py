@@ -61,13 +61,23 @@ def execute_trial(job: dict[str, Any]) -> dict[str, Any]:
     with open(run_dir / LOG_FILE, "a", encoding="utf-8") as log:
         log.write(f"\n$ {shlex.join(command)}\n")
         log.flush()
-        returncode = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        returncode, cpu_seconds = _run(command, log, env)
     seconds = round(time.monotonic() - start, 2)
-    result.update(command=command, returncode=returncode, seconds=seconds)
+    result.update(command=command, returncode=returncode, seconds=seconds, cpu_seconds=cpu_seconds)
     if returncode == 0 and trial_state(run_dir) == "finished":
         (run_dir / FAILED_FILE).unlink(missing_ok=True)
         return {**result, "status": "finished"}
     return _record_failure(run_dir, result)
+
+
+def _run(command: list[str], log: Any, env: dict[str, str]) -> tuple[int, float | None]:
+    """Exit status and CPU seconds (user + system) of the trainer, which may share the machine."""
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if not hasattr(os, "wait4"):  # no per-child resource usage on this platform
+        return process.wait(), None
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, round(usage.ru_utime + usage.ru_stime, 2)
 
 
 def _record_failure(run_dir: Path, result: dict[str, Any]) -> dict[str, Any]:

@@ -95,6 +95,7 @@ def run_sweep(
         summary["trials"].sort(key=lambda r: order[r["name"]])
         summary["counts"] = dict(Counter(r["status"] for r in summary["trials"]))
         summary["seconds"] = round(time.monotonic() - start, 2)
+        summary["cpu_seconds"] = round(sum(r.get("cpu_seconds") or 0 for r in summary["trials"]), 2)
         write_json(out_dir / SUMMARY_FILE, summary)
         bar.update(1)
         bar.set_postfix_str(f"{result['name']}: {result['status']}")
