@@ -1,0 +1,376 @@
+"""Robust accuracy as a cascade over per-sample flags: clean first, then each attack only on the
+samples still classified correctly; the state (the report itself) is saved after every batch, so an
+interrupted evaluation resumes where it stopped, and reports of disjoint sample ranges merge."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import platform
+import time
+import warnings
+import zlib
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from ._io import write_json
+from ._progress import progress
+from .attacks.pgd import frozen, margin_loss, memory_format_of, pgd, predict
+from .attacks.spec import AttackSpec, parse_attack
+from .errors import ConfigError
+
+FORMAT = "robustresnet-eval/1"
+DEFAULT_ATTACKS = ("clean", "fgsm", "pgd20", "cw40")
+_CODES = np.frombuffer(b".01", dtype=np.uint8)  # pending, not robust, robust
+
+
+class EvaluationWarning(UserWarning):
+    """A sign that the robustness figure may be overestimated (e.g. gradient masking)."""
+
+
+def _encode(flags: torch.Tensor) -> str:
+    return _CODES[flags.numpy().astype(np.int64) + 1].tobytes().decode()
+
+
+def _decode(text: str) -> torch.Tensor:
+    codes = np.frombuffer(text.encode(), dtype=np.uint8)
+    return torch.from_numpy((np.searchsorted(_CODES, codes) - 1).astype(np.int8))
+
+
+def _specs(attacks: Sequence[str | AttackSpec], eps: float, norm: str) -> list[AttackSpec]:
+    """Attack specs with clean first, each once."""
+    specs = [
+        a if isinstance(a, AttackSpec) else parse_attack(a, eps=eps, norm=norm) for a in attacks
+    ]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ConfigError("attacks", names, "each attack once")
+    clean = [s for s in specs if s.kind == "clean"] or [parse_attack("clean")]
+    return clean[:1] + [s for s in specs if s.kind != "clean"]
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def _batch(images, labels, idx, device, memory_format):
+    """Float images in [0, 1] (from uint8 or float) and labels of the samples `idx`, on `device`."""
+    idx = idx.to(images.device)
+    x = images[idx].to(device)
+    x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+    return x.contiguous(memory_format=memory_format), labels[idx].to(device)
+
+
+def _environment(device: torch.device) -> dict[str, Any]:
+    try:
+        autoattack_version = importlib.metadata.version("pyautoattack")
+    except importlib.metadata.PackageNotFoundError:
+        autoattack_version = None
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = _cpu_model() or platform.processor() or "CPU"
+    return {
+        "versions": {
+            "robustresnet": __version__,
+            "torch": torch.__version__,
+            "pyautoattack": autoattack_version,
+            "python": platform.python_version(),
+        },
+        "device": f"{device} ({name}, {torch.get_num_threads()} threads)",
+    }
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
+
+
+def _new_state(name, specs, labels, *, eps, norm, seed, batch_size, offset, amp_dtype) -> dict:
+    settings = {
+        "eps": eps,
+        "norm": norm,
+        "seed": seed,
+        "batch_size": batch_size,
+        "precision": str(amp_dtype).removeprefix("torch.") if amp_dtype else "float32",
+        "attacks": [s.to_dict() for s in specs],
+    }
+    crc = zlib.crc32(labels.cpu().numpy().astype(np.int64).tobytes())
+    samples = {"offset": offset, "n": len(labels), "labels_crc32": crc}
+    return {"format": FORMAT, "model": name, "samples": samples, "settings": settings,
+            "flags": {}, "seconds": {}, "check_warnings": [], "checked": False}  # fmt: skip
+
+
+def _resume(path: Path | None, fresh: dict) -> dict:
+    """The saved state at `path` when it belongs to the same evaluation, else `fresh`."""
+    if path is None or not path.exists():
+        return fresh
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError("state_path", str(path), f"a readable evaluation state ({err})") from None
+    keys = ("format", "model", "samples", "settings")
+    different = [k for k in keys if saved.get(k) != fresh[k]]
+    if different:
+        raise ConfigError(
+            "state_path", str(path), f"a state of the same evaluation (differs in {different})"
+        )
+    return saved
+
+
+def _sanity_checks(model, x, y, *, eps, norm, zero_grad_tolerance) -> list[str]:
+    """Signs of gradient masking on one batch: zero input gradients; no decrease with eps."""
+    found = []
+    with frozen(model), torch.enable_grad():
+        x_grad = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(margin_loss(y)(model(x_grad)).sum(), x_grad)
+    zero = (grad.flatten(1).abs().sum(1) == 0).float().mean().item()
+    if zero > zero_grad_tolerance:
+        found.append(
+            f"{zero:.0%} of samples have an all-zero input gradient of the margin loss: "
+            "gradient-based attacks cannot work there (gradient masking?)"
+        )
+    radii = [min(eps * k, 1.0) if norm == "inf" else eps * k for k in (1, 2, 4)]
+    accs = []
+    for radius in radii:
+        x_adv = pgd(model, x, y, eps=radius, step_size=radius / 4, steps=10, norm=norm)
+        accs.append((predict(model, x_adv).argmax(1) == y).float().mean().item())
+    if any(b > a for a, b in zip(accs, accs[1:], strict=False)) or accs[0] == accs[-1] > 0:
+        found.append(
+            f"PGD-10 robust accuracy does not decrease with eps "
+            f"({', '.join(f'{r:.4g}: {a:.2%}' for r, a in zip(radii, accs, strict=True))}): "
+            "the attack may not be working (gradient masking?)"
+        )
+    return found
+
+
+def _save(path: Path | None, state: dict) -> None:
+    if path is not None:
+        write_json(path, state)
+
+
+def _record(state: dict, results: dict[str, torch.Tensor], idx, clean: torch.Tensor) -> None:
+    """Write a batch's flags; samples misclassified clean count as not robust to every attack."""
+    for key, flags in results.items():
+        current = state["flags"].get(key)
+        all_flags = _decode(current) if current else torch.full_like(clean, -1)
+        all_flags[clean == 0] = 0
+        all_flags[idx] = flags.to(torch.int8).cpu()
+        state["flags"][key] = _encode(all_flags)
+
+
+def _run(model, spec, state, images, labels, *, batch_size, seed, quiet, path) -> None:
+    """Run one attack over its pending samples in batches, saving after each batch."""
+    device = _device_of(model)
+    fmt = memory_format_of(model)
+    n = len(labels)
+    clean = _decode(state["flags"].get("clean", "." * n))
+    flags = _decode(state["flags"].get(spec.name, "." * n))
+    pending = ((flags == -1) & (clean != 0)).nonzero().squeeze(1)
+    if spec.kind != "clean":
+        flags[clean == 0] = 0
+        state["flags"][spec.name] = _encode(flags)
+    offset = state["samples"]["offset"]
+    for idx in progress(pending.split(batch_size), quiet=quiet, desc=spec.label, unit="batch"):
+        start = time.perf_counter()
+        x, y = _batch(images, labels, idx, device, fmt)
+        batch_seed = zlib.crc32(f"{seed}:{spec.name}:{offset + int(idx[0])}".encode())
+        results = spec.run(model, x, y, seed=seed if spec.kind == "aa" else batch_seed)
+        _record(state, results, idx, clean)
+        if spec.kind == "clean":
+            clean = _decode(state["flags"]["clean"])
+        seconds = state["seconds"]
+        seconds[spec.name] = seconds.get(spec.name, 0.0) + time.perf_counter() - start
+        _save(path, state)
+
+
+def summarise(state: dict, *, pgd_aa_tolerance: float = 0.05) -> dict:
+    """Accuracy, counts and warnings from a state's flags (recomputed, so merged states work)."""
+    n = state["samples"]["n"]
+    flags = {k: _decode(v) for k, v in state["flags"].items()}
+    names = [a["name"] for a in state["settings"]["attacks"]]
+    report = {k: v for k, v in state.items() if k not in ("flags", "checked")}
+    report["correct"] = {k: int((f == 1).sum()) for k, f in flags.items()}
+    report["accuracy"] = {k: c / n for k, c in report["correct"].items()}
+    if all(name in flags for name in names):
+        worst = torch.stack([flags[name] == 1 for name in names]).all(0)
+        report["accuracy"]["worst_case"] = worst.float().mean().item()
+    report["complete"] = all(name in flags and not (flags[name] == -1).any() for name in names)
+    report["seconds"] = {**state["seconds"], "total": sum(state["seconds"].values())}
+    report["warnings"] = state["check_warnings"] + _gap_warnings(
+        state, report["accuracy"], pgd_aa_tolerance
+    )
+    report["flags"] = state["flags"]
+    return report
+
+
+def _gap_warnings(state: dict, accuracy: dict[str, float], tolerance: float) -> list[str]:
+    """PGD/CW much weaker than AutoAttack at the same eps is a sign of gradient masking."""
+    found = []
+    attacks = state["settings"]["attacks"]
+    for aa in (a for a in attacks if a["kind"] == "aa" and a["name"] in accuracy):
+        same = [a["name"] for a in attacks if a["kind"] == "pgd" and a["eps"] == aa["eps"]]
+        white_box = min((accuracy[name] for name in same if name in accuracy), default=None)
+        auto = accuracy[aa["name"]]
+        if white_box is not None and white_box - auto > tolerance:
+            found.append(
+                f"PGD/CW robust accuracy {white_box:.2%} is {white_box - auto:.2%} above"
+                f" AutoAttack's {auto:.2%}: gradient-based attacks seem weakened"
+                " (gradient masking?)"
+            )
+    return found
+
+
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    /,
+    *,
+    attacks: Sequence[str | AttackSpec] = DEFAULT_ATTACKS,
+    eps: float = 8 / 255,
+    norm: str = "inf",
+    batch_size: int = 256,
+    seed: int = 0,
+    state_path: str | Path | None = None,
+    offset: int = 0,
+    name: str = "model",
+    sanity_checks: bool = True,
+    amp_dtype: torch.dtype | None = None,
+    quiet: bool = True,
+    pgd_aa_tolerance: float = 0.05,
+    zero_grad_tolerance: float = 0.01,
+) -> dict[str, Any]:
+    """Clean and robust accuracy of `model` on (images, labels) under each attack; the report.
+
+    Each attack runs on the clean-correct samples, so its accuracy is the paper's figure for that
+    attack alone; "worst_case" is the AND of all flags. With `state_path` the report is saved after
+    every batch and a rerun resumes it. `images`: uint8 or float in [0, 1], NCHW.
+    """
+    if len(images) != len(labels) or len(labels) == 0:
+        raise ConfigError("images/labels", (len(images), len(labels)), "the same non-zero length")
+    if batch_size < 1:
+        raise ConfigError("batch_size", batch_size, "an integer >= 1")
+    specs = _specs(attacks, eps, norm)
+    path = Path(state_path) if state_path is not None else None
+    fresh = _new_state(name, specs, labels, eps=eps, norm=norm, seed=seed, batch_size=batch_size,
+                       offset=offset, amp_dtype=amp_dtype)  # fmt: skip
+    state = _resume(path, fresh)
+    device = _device_of(model)
+    options = {"batch_size": batch_size, "seed": seed, "quiet": quiet, "path": path}
+    with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
+        _run(model, specs[0], state, images, labels, **options)
+        if sanity_checks and not state["checked"]:
+            _check(model, state, images, labels, batch_size, zero_grad_tolerance, path)
+        for spec in specs[1:]:
+            _run(model, spec, state, images, labels, **options)
+    state.update(
+        _environment(device), date=datetime.datetime.now(datetime.timezone.utc).isoformat()
+    )
+    _save(path, state)
+    report = summarise(state, pgd_aa_tolerance=pgd_aa_tolerance)
+    for message in report["warnings"]:
+        warnings.warn(message, EvaluationWarning, stacklevel=2)
+    return report
+
+
+def _check(model, state, images, labels, batch_size, zero_grad_tolerance, path) -> None:
+    """Run the sanity checks once, on the first batch of clean-correct samples."""
+    start = time.perf_counter()
+    idx = (_decode(state["flags"]["clean"]) == 1).nonzero().squeeze(1)[:batch_size]
+    if len(idx):
+        x, y = _batch(images, labels, idx, _device_of(model), memory_format_of(model))
+        settings = state["settings"]
+        state["check_warnings"] += _sanity_checks(
+            model, x, y, eps=settings["eps"], norm=settings["norm"],
+            zero_grad_tolerance=zero_grad_tolerance,
+        )  # fmt: skip
+    state["checked"] = True
+    state["seconds"]["sanity_checks"] = time.perf_counter() - start
+    _save(path, state)
+
+
+def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One report from reports of disjoint sample ranges of the same model and settings."""
+    if not reports:
+        raise ConfigError("reports", [], "at least one report")
+    ordered = sorted(reports, key=lambda r: r["samples"]["offset"])
+    first = ordered[0]
+    end = first["samples"]["offset"]
+    for report in ordered:
+        if (report["model"], report["settings"]) != (first["model"], first["settings"]):
+            raise ConfigError("reports", report["model"], "reports of one model and settings")
+        if report["samples"]["offset"] < end:
+            raise ConfigError("reports", report["samples"], "disjoint sample ranges")
+        end = report["samples"]["offset"] + report["samples"]["n"]
+    keys = set.intersection(*(set(r["flags"]) for r in ordered))
+    seconds: dict[str, float] = {}
+    for report in ordered:
+        for key, value in report["seconds"].items():
+            if key != "total":
+                seconds[key] = seconds.get(key, 0.0) + value
+    state = {
+        **{k: v for k, v in first.items() if k in ("format", "model", "settings", "versions")},
+        "device": first.get("device"),
+        "date": max(r.get("date", "") for r in ordered),
+        "samples": {
+            "offset": first["samples"]["offset"],
+            "n": sum(r["samples"]["n"] for r in ordered),
+            "ranges": [[r["samples"]["offset"], r["samples"]["n"]] for r in ordered],
+        },
+        "flags": {k: "".join(r["flags"][k] for r in ordered) for k in sorted(keys)},
+        "seconds": seconds,
+        "check_warnings": list(dict.fromkeys(w for r in ordered for w in r["check_warnings"])),
+    }
+    return summarise(state)
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.2f}"
+
+
+def to_markdown(reports: dict[str, Any] | Sequence[dict[str, Any]]) -> str:
+    """A table in the layout of the paper's (model | Clean | PGD-20 | CW-40 | AA), in percent."""
+    reports = [reports] if isinstance(reports, dict) else list(reports)
+    columns: dict[str, str] = {}
+    for report in reports:
+        for attack in report["settings"]["attacks"]:
+            columns.setdefault(attack["name"], parse_attack(attack["name"]).label)
+    lines = [
+        "| model | " + " | ".join(columns.values()) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for report in reports:
+        cells = [_percent(report["accuracy"].get(name)) for name in columns]
+        lines.append(f"| {report['model']} | " + " | ".join(cells) + " |")
+    for report in reports:
+        settings, samples = report["settings"], report["samples"]
+        lines.append("")
+        lines.append(
+            f"{report['model']}: {samples['n']} samples from index {samples['offset']}, "
+            f"eps {_eps_text(settings['eps'])} (L{settings['norm']}), seed {settings['seed']}, "
+            f"{settings['precision']}; worst case over all attacks "
+            f"{_percent(report['accuracy'].get('worst_case')) or '-'}%; "
+            f"{report['seconds']['total']:.1f} s" + ("" if report["complete"] else " (incomplete)")
+        )
+        lines += [f"- warning: {w}" for w in report["warnings"]]
+    return "\n".join(lines) + "\n"
+
+
+def _eps_text(eps: float) -> str:
+    """8/255 when eps is a whole number of 1/255 steps, else the number."""
+    steps = eps * 255
+    return f"{round(steps)}/255" if eps and abs(steps - round(steps)) < 1e-6 else f"{eps:g}"
