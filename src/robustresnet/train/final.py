@@ -3,68 +3,91 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
-import torch
-
+from .._io import write_json, write_text
 from ..arch.compat import load_weights
-from ..attacks import frozen, pgd
+from ..evaluate import evaluate, to_markdown
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
 
 
 def validate(t: Any) -> dict[str, float]:
     """Clean and PGD accuracy of the selected model (EMA when on) on the held-out images."""
     cfg, objective = t.config.eval, t.config.objective
-    model = t.eval_model
-    step_size = cfg.val_step_size if cfg.val_step_size is not None else objective.eps / 10
-    # Its own generator: validation draws nothing from the training RNG, so resume stays exact.
-    generator = torch.Generator(device=t.device).manual_seed(t.config.run.seed)
-    images, labels = t.data.val.images, t.data.val.labels
-    clean = robust = 0
-    with frozen(model):
-        for i in range(0, len(labels), cfg.batch_size):
-            x = images[i : i + cfg.batch_size].to(t.device).float().div_(255)
-            y = labels[i : i + cfg.batch_size].to(t.device)
-            with torch.no_grad():
-                correct = model(x).argmax(1) == y
-            x_adv = pgd(
-                model,
-                x,
-                y,
-                eps=objective.eps,
-                step_size=step_size,
-                steps=cfg.val_steps,
-                loss=cfg.val_loss,
-                norm=objective.norm,
-                generator=generator,
-            )
-            with torch.no_grad():
-                still = model(x_adv).argmax(1) == y
-            clean += int(correct.sum())
-            robust += int((correct & still).sum())
-    return {"val_clean": clean / len(labels), "val_robust": robust / len(labels)}
-
-
-def final_report(t: Any, *, quiet: bool = False) -> dict[str, Any]:
-    """Evaluate the selected model on the test split; write report.json and report.md."""
-    from ..evaluate import evaluate, write_report
-
-    cfg, objective = t.config.eval, t.config.objective
-    model = _selected_model(t)
-    n = cfg.final_samples or len(t.data.test.labels)
-    attacks = tuple(cfg.final_attacks)
+    attack = f"{cfg.val_loss if cfg.val_loss == 'cw' else 'pgd'}{cfg.val_steps}"
+    if cfg.val_step_size is not None:
+        attack += f":step_size={cfg.val_step_size!r}"
     report = evaluate(
-        model,
-        t.data.test.images[:n],
-        t.data.test.labels[:n],
-        attacks=attacks,
+        t.eval_model,
+        t.data.val.images,
+        t.data.val.labels,
+        attacks=("clean", attack),
         eps=objective.eps,
         norm=objective.norm,
         batch_size=cfg.batch_size,
-        seed=t.config.run.seed,
-        quiet=quiet,
+        seed=t.config.run.seed,  # its own generators: the training RNG is untouched
+        sanity_checks=False,
     )
-    write_report(t.run_dir, report)
-    return report
+    return {"val_clean": report["accuracy"]["clean"], "val_robust": report["accuracy"][attack]}
+
+
+def final_report(t: Any, *, quiet: bool = False) -> list[dict[str, Any]]:
+    """Evaluate the selected model on the test split; write report.json and report.md.
+
+    AutoAttack on a subset (`eval.autoattack_samples`) is a second report beside the first."""
+    cfg, objective = t.config.eval, t.config.objective
+    model = _selected_model(t)
+    name = t.spec.name or t.run_dir.name
+    aa = "aa:attacks=" + "+".join(cfg.autoattack) if cfg.autoattack else None
+    runs = [(name, list(cfg.final_attacks), cfg.final_samples)]
+    if aa and cfg.autoattack_samples is None:
+        runs[0][1].append(aa)
+    elif aa:
+        runs.append((f"{name} (AutoAttack subset)", ["clean", aa], cfg.autoattack_samples))
+    reports = []
+    for index, (label, attacks, samples) in enumerate(runs):
+        n = samples or len(t.data.test.labels)
+        reports.append(
+            evaluate(
+                model,
+                t.data.test.images[:n],
+                t.data.test.labels[:n],
+                attacks=attacks,
+                eps=objective.eps,
+                norm=objective.norm,
+                batch_size=cfg.batch_size,
+                seed=t.config.run.seed,
+                state_path=t.run_dir / f"eval-state-{index}.json",  # a killed evaluation resumes
+                name=label,
+                quiet=quiet,
+            )
+        )
+    write_json(t.run_dir / REPORT_JSON, reports[0] if len(reports) == 1 else reports)
+    write_text(t.run_dir / REPORT_MD, _markdown(t, reports))
+    return reports
+
+
+def read_reports(run_dir: Path) -> list[dict[str, Any]]:
+    """The final reports of a finished run (a list, even when there is one)."""
+    data = json.loads((run_dir / REPORT_JSON).read_text(encoding="utf-8"))
+    return data if isinstance(data, list) else [data]
+
+
+def _markdown(t: Any, reports: list[dict[str, Any]]) -> str:
+    """One table per report, and which checkpoint was evaluated."""
+    if t.best.get("epoch") is not None:
+        chosen = f"best checkpoint (epoch {t.best['epoch']}, validation robust accuracy "
+        chosen += f"{100 * t.best['val_robust']:.2f}%)"
+    else:
+        chosen = "final weights"
+    which = "EMA " if t.ema is not None else ""
+    parts = [f"Test accuracy (%) of the {which}{chosen}:\n"]
+    parts += [to_markdown(report) for report in reports]
+    return "\n".join(parts)
 
 
 def _selected_model(t: Any) -> Any:

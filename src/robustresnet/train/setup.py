@@ -58,7 +58,7 @@ def build_data(config: ExperimentConfig, world: World, device: torch.device) -> 
     loader = DeviceLoader(
         train_set.images,
         train_set.labels,
-        batch_size=run.batch_size,
+        batch_size=run.batch_size // world.world_size,  # per rank
         train=True,
         seed=run.seed,
         device=device,

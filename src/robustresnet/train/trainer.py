@@ -170,10 +170,10 @@ def _fit(t: Trainer, quiet: bool) -> None:
     tensorboard.close()
 
 
-def _lr(t: Trainer, total: int, per_epoch: int) -> float:
+def _lr(t: Trainer, total: int, per_epoch: int, step: int | None = None) -> float:
     sched = t.config.schedule
     return lr_at(
-        t.step,
+        t.step if step is None else step,
         total_steps=total,
         base_lr=t.config.optim.lr,
         schedule=sched.kind,
@@ -202,7 +202,7 @@ def _end_epoch(t: Trainer, total: int, per_epoch: int, quiet: bool, tb: TensorBo
     seconds = sums.pop("time")
     row: dict[str, Any] = {"epoch": t.epoch, "step": t.step}
     row.update({f"train_{k}": v / images for k, v in sums.items()})
-    row.update(lr=_lr(t, total, per_epoch) if t.step < total else 0.0, epoch_time=seconds)
+    row.update(lr=_lr(t, total, per_epoch, t.step - 1), epoch_time=seconds)  # the last step's
     row["images_per_s"] = images / max(seconds, 1e-9)
     cfg = t.config.eval
     if t.data.val is not None and (t.epoch % cfg.every == 0 or t.epoch == t.config.schedule.epochs):
@@ -315,8 +315,15 @@ def _restore(t: Trainer, state: dict[str, Any]) -> None:
 def _format_row(row: dict[str, Any], epochs: int) -> str:
     """One line per epoch for the terminal."""
     parts = [f"epoch {row['epoch']:>3}/{epochs}"]
-    for key in ("train_loss", "train_clean_acc", "train_adv_acc", "val_clean", "val_robust"):
+    labels = {
+        "train_loss": "loss",
+        "train_acc_clean": "acc",
+        "train_acc_adv": "adv acc",
+        "val_clean": "val clean",
+        "val_robust": "val robust",
+    }
+    for key, label in labels.items():
         if row.get(key) is not None:
-            parts.append(f"{key} {row[key]:.4f}")
+            parts.append(f"{label} {row[key]:.4f}")
     parts.append(f"lr {row['lr']:.4g}  {row['images_per_s']:.0f} img/s  {row['epoch_time']:.1f} s")
     return "  ".join(parts)
