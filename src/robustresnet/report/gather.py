@@ -11,6 +11,7 @@ import yaml
 from ..arch import ArchSpec
 from ..arch.profile import profile
 from ..errors import ConfigError
+from ..train.final import read_reports
 
 ATTACKS = ("clean", "pgd20", "cw40", "aa")
 PLAN_FILE = "sweep-plan.json"  # written by `rrn sweep` beside its run directories
@@ -47,7 +48,7 @@ def read_run(run_dir: Path, planned: dict[str, Any] | None = None) -> dict[str, 
     if (run_dir / "arch.yaml").is_file():
         row.update(arch_fields(ArchSpec.load(run_dir / "arch.yaml")))
     if row["status"] == "finished":
-        row.update(read_metrics(json.loads((run_dir / "report.json").read_text())))
+        row.update(read_metrics(read_reports(run_dir)))
     row["run_dir"] = str(run_dir)
     return row
 
@@ -75,10 +76,19 @@ def arch_fields(spec: ArchSpec) -> dict[str, Any]:
     return fields
 
 
-def read_metrics(report: dict[str, Any]) -> dict[str, float]:
-    """Accuracy (percent) under each attack of the paper's table found in a final report."""
-    accuracy = report.get("accuracy", {})
-    return {name: 100.0 * float(accuracy[name]) for name in ATTACKS if name in accuracy}
+def read_metrics(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy (percent) under each attack of the paper's table, from a run's final reports
+    (the second one, when present, is AutoAttack on a subset); a custom AA is named."""
+    metrics: dict[str, Any] = {"test_samples": reports[0].get("samples", {}).get("n")}
+    for report in reports:
+        for key, value in report.get("accuracy", {}).items():
+            name = "aa" if key.startswith("aa:") else key
+            if name in ATTACKS and name not in metrics:
+                metrics[name] = 100.0 * float(value)
+                if name == "aa":
+                    metrics["aa_attacks"] = key
+                    metrics["aa_samples"] = report.get("samples", {}).get("n")
+    return metrics
 
 
 def _status(run_dir: Path) -> str:
