@@ -29,7 +29,7 @@ BASE = {
     "objective": {"name": "pgd_at", "eps": 0.1, "step_size": 0.05, "steps": 1},
     "optim": {"lr": 0.05},
     "schedule": {"kind": "cosine", "epochs": 1},
-    "eval": {"val_steps": 2, "final_attacks": ["clean", "pgd20", "cw40"], "final_samples": 64},
+    "eval": {"val_steps": 2, "final_attacks": ["clean", "pgd20", "cw40"], "final_samples": 16},
     "run": {"batch_size": 128},
 }
 
