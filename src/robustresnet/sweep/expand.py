@@ -97,7 +97,7 @@ def trial_name(values: dict[str, Any], dotted: list[str]) -> tuple[str, str]:
 
 def _name_part(axis: str, value: Any) -> str:
     if axis == "block":
-        text = BLOCK_ABBREVIATIONS.get(str(value), str(value).removesuffix("_block"))
+        text = BLOCK_ABBREVIATIONS.get(str(value), str(value).replace("_block", ""))
     elif axis == "scaling":
         text = f"{value['rule']}{_short_count(value['target'])}"
     elif axis in ("depths", "widening"):
