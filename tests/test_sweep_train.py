@@ -106,9 +106,18 @@ def test_sweep_trains_records_failure_skips_finished_and_reports(tmp_path, capsy
     for png in ("robust_vs_macs.png", "robust_vs_params.png"):
         assert (runs / "report" / png).read_bytes()[:4] == b"\x89PNG"
 
-    # Again: the finished runs are skipped, the failed one is tried (and fails) again.
+    # Again, after a kill during the basic run's final evaluation (no report.json yet): that
+    # run is resumed by the real trainer, the other finished one skipped, the failed one retried.
+    (runs / "basic-val_size64" / "report.json").unlink()
     again = run_sweep(load_sweep(path), plan_sweep(load_sweep(path), runs).trials, runs, quiet=True)
-    assert again["counts"] == {"skipped": 2, "failed": 1}
+    status = {t["name"]: (t["previous"], t["status"]) for t in again["trials"]}
+    assert status == {
+        "basic-val_size64": ("interrupted", "finished"),
+        "rrb-val_size64": ("finished", "skipped"),
+        "basic-val_size5000": ("failed", "failed"),
+    }
+    assert "--resume" in (runs / "basic-val_size64" / "train.log").read_text()
+    assert (runs / "basic-val_size64" / "report.json").is_file()
 
 
 def test_ray_backend_on_a_local_instance(tmp_path):
