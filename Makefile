@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/rrn --help
+	$(VENV)/bin/rrn train configs/digits-demo.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest

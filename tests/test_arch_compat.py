@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import pathlib
 
+import numpy as np
 import pytest
 import torch
+from _arch_checks import single_thread  # noqa: F401 (autouse fixture)
 from safetensors import safe_open
 
 from robustresnet import CheckpointError, build_model, get_spec, load_weights, save_weights
@@ -43,6 +45,14 @@ def test_nested_and_prefixed_pth(tmp_path, source, nest):
     state = {f"module.{k}": v for k, v in source.state_dict().items()}
     torch.save({nest: state, "epoch": 99, "optimizer": {"lr": 0.1}}, tmp_path / "ckpt.pth")
     assert _same(source, load_weights(build_model(_spec()), tmp_path / "ckpt.pth"))
+
+
+def test_numpy_metrics_beside_the_weights_load(tmp_path, source):
+    """The authors' checkpoints keep metrics (numpy scalars, arrays) next to model_state_dict."""
+    env = {"best_pgd_acc": np.float64(55.9), "history": np.arange(3.0), "dtype": np.dtype("f4")}
+    ckpt = {"epoch": 99, "model_state_dict": source.state_dict(), "ENV": env, "genotype": None}
+    torch.save(ckpt, tmp_path / "authors.pth")
+    assert _same(source, load_weights(build_model(_spec()), tmp_path / "authors.pth"))
 
 
 def test_pickled_code_is_refused(tmp_path):

@@ -6,6 +6,7 @@ import dataclasses
 import warnings
 
 import pytest
+from _arch_checks import single_thread  # noqa: F401 (autouse fixture)
 
 from robustresnet import ArchSpec, ConfigError, StageSpec, build_model, get_spec
 from robustresnet.arch.zoo import PRESETS
@@ -130,6 +131,9 @@ def test_from_dict_rejects_unknown_keys():
     data = get_spec("wrn-28-10").to_dict()
     with pytest.raises(ConfigError, match="spec.widht"):
         ArchSpec.from_dict({**data, "widht": 3})
+    data["stages"][2]["activation"] = "tanh"
+    with pytest.raises(ConfigError, match=r"stages\[2\].activation: got 'tanh'"):
+        ArchSpec.from_dict(data)
     data["stages"][1]["dept"] = 2
     with pytest.raises(ConfigError, match=r"stages\[1\].dept"):
         ArchSpec.from_dict(data)

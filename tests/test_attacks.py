@@ -157,6 +157,8 @@ def test_channels_last_model_gets_the_same_attack():
     )
     assert fast.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(fast, plain, rtol=0, atol=1e-6)
+    # pyautoattack .view()s input gradients, which channels_last convolutions return strided
+    assert autoattack(model, x, y, eps=0.1, attacks="apgd-ce").flags.shape == (16,)
 
 
 def test_frozen_sets_eval_and_no_grad_and_restores_both_even_on_error():

@@ -29,7 +29,7 @@ def server(tmp_path):
     served.mkdir()
     handler = functools.partial(_QuietHandler, directory=str(served))
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 
 import pytest
 import torch
-from _train_helpers import tiny_config
+from _train_helpers import tiny_config, tiny_dict, write_config
 from safetensors.torch import load_file
 
+from robustresnet.cli import main
 from robustresnet.errors import CheckpointError, ConfigError, DataError
 from robustresnet.train import checkpoint as ckpt
 from robustresnet.train import setup
@@ -108,3 +110,26 @@ def test_non_finite_loss_stops_and_keeps_the_good_checkpoint(tmp_path, monkeypat
     assert state["epoch"] == 1  # epoch 1 (10 steps) completed, epoch 2 never saved
     weights = load_file(tmp_path / "run" / "weights" / "last.safetensors")
     assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_bf16_autocast_and_channels_last(tmp_path):
+    config = tiny_config(
+        run={"precision": "bf16", "channels_last": True},
+        schedule={"epochs": 1},
+        eval={"final_attacks": ["clean"]},
+    )
+    run = train(config, tmp_path / "run", quiet=True)
+    row = json.loads((run / "metrics.jsonl").read_text())
+    assert math.isfinite(row["train_loss"]) and 0 <= row["val_robust"] <= row["val_clean"]
+
+
+def test_fp16_needs_a_gpu(tmp_path):
+    with pytest.raises(ConfigError, match="run.precision"):
+        train(tiny_config(run={"precision": "fp16", "device": "cpu"}), tmp_path / "r", quiet=True)
+
+
+def test_cli_rejects_an_unknown_key(tmp_path, capsys):
+    config = write_config(tmp_path / "tiny.yaml", tiny_dict())
+    assert main(["train", str(config), "optim.lr_max=0.2", "--out", str(tmp_path / "r")]) == 2
+    assert "optim.lr_max" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -12,7 +12,11 @@ from .arch import (
 )
 from .arch.profile import Profile, profile
 from .arch.scaling import robust_scaling
+from .attacks import autoattack, fgsm, frozen, perturb, pgd
 from .errors import CheckpointError, ConfigError, DataError, RobustResNetError
+from .evaluate import evaluate, merge_reports
+from .train.config import ExperimentConfig, load_config
+from .train.trainer import train
 
 __version__ = "0.1.0"
 
@@ -28,6 +32,16 @@ __all__ = [
     "Profile",
     "profile",
     "robust_scaling",
+    "autoattack",
+    "evaluate",
+    "fgsm",
+    "frozen",
+    "merge_reports",
+    "ExperimentConfig",
+    "load_config",
+    "train",
+    "perturb",
+    "pgd",
     "CheckpointError",
     "ConfigError",
     "DataError",

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
 from ._io import write_json
 from ._progress import progress
 from .attacks.pgd import frozen, margin_loss, memory_format_of, pgd, predict
@@ -70,6 +69,8 @@ def _batch(images, labels, idx, device, memory_format):
 
 
 def _environment(device: torch.device) -> dict[str, Any]:
+    from . import __version__  # here: the package imports this module while it initialises
+
     try:
         autoattack_version = importlib.metadata.version("pyautoattack")
     except importlib.metadata.PackageNotFoundError:
@@ -128,7 +129,7 @@ def _resume(path: Path | None, fresh: dict) -> dict:
         raise ConfigError(
             "state_path", str(path), f"a state of the same evaluation (differs in {different})"
         )
-    return saved
+    return {k: saved[k] for k in (*fresh, "versions", "device", "date") if k in saved}
 
 
 def _sanity_checks(model, x, y, *, eps, norm, zero_grad_tolerance) -> list[str]:
@@ -158,8 +159,9 @@ def _sanity_checks(model, x, y, *, eps, norm, zero_grad_tolerance) -> list[str]:
 
 
 def _save(path: Path | None, state: dict) -> None:
+    """Write the state as a full report (complete: false until done); a rerun resumes it."""
     if path is not None:
-        write_json(path, state)
+        write_json(path, summarise(state))
 
 
 def _record(state: dict, results: dict[str, torch.Tensor], idx, clean: torch.Tensor) -> None:
@@ -180,16 +182,18 @@ def _run(model, spec, state, images, labels, *, batch_size, seed, quiet, path) -
     clean = _decode(state["flags"].get("clean", "." * n))
     flags = _decode(state["flags"].get(spec.name, "." * n))
     pending = ((flags == -1) & (clean != 0)).nonzero().squeeze(1)
+    batches = pending.split(batch_size) if len(pending) else ()
     if spec.kind != "clean":
         flags[clean == 0] = 0
         state["flags"][spec.name] = _encode(flags)
     offset = state["samples"]["offset"]
-    for idx in progress(pending.split(batch_size), quiet=quiet, desc=spec.label, unit="batch"):
+    for idx in progress(batches, quiet=quiet, desc=spec.label, unit="batch"):
         start = time.perf_counter()
         x, y = _batch(images, labels, idx, device, fmt)
         batch_seed = zlib.crc32(f"{seed}:{spec.name}:{offset + int(idx[0])}".encode())
-        results = spec.run(model, x, y, seed=seed if spec.kind == "aa" else batch_seed)
+        results, messages = spec.run(model, x, y, seed=seed if spec.kind == "aa" else batch_seed)
         _record(state, results, idx, clean)
+        state["check_warnings"] = list(dict.fromkeys(state["check_warnings"] + messages))
         if spec.kind == "clean":
             clean = _decode(state["flags"]["clean"])
         seconds = state["seconds"]
@@ -202,12 +206,12 @@ def summarise(state: dict, *, pgd_aa_tolerance: float = 0.05) -> dict:
     n = state["samples"]["n"]
     flags = {k: _decode(v) for k, v in state["flags"].items()}
     names = [a["name"] for a in state["settings"]["attacks"]]
-    report = {k: v for k, v in state.items() if k not in ("flags", "checked")}
+    report = {k: v for k, v in state.items() if k != "flags"}
     report["correct"] = {k: int((f == 1).sum()) for k, f in flags.items()}
     report["accuracy"] = {k: c / n for k, c in report["correct"].items()}
     if all(name in flags for name in names):
         worst = torch.stack([flags[name] == 1 for name in names]).all(0)
-        report["accuracy"]["worst_case"] = worst.float().mean().item()
+        report["accuracy"]["worst_case"] = int(worst.sum()) / n
     report["complete"] = all(name in flags and not (flags[name] == -1).any() for name in names)
     report["seconds"] = {**state["seconds"], "total": sum(state["seconds"].values())}
     report["warnings"] = state["check_warnings"] + _gap_warnings(
@@ -248,6 +252,7 @@ def evaluate(
     state_path: str | Path | None = None,
     offset: int = 0,
     name: str = "model",
+    source: dict[str, Any] | None = None,
     sanity_checks: bool = True,
     amp_dtype: torch.dtype | None = None,
     quiet: bool = True,
@@ -258,7 +263,8 @@ def evaluate(
 
     Each attack runs on the clean-correct samples, so its accuracy is the paper's figure for that
     attack alone; "worst_case" is the AND of all flags. With `state_path` the report is saved after
-    every batch and a rerun resumes it. `images`: uint8 or float in [0, 1], NCHW.
+    every batch and a rerun resumes it. `images`: uint8 or float in [0, 1], NCHW; `source`: free
+    notes kept in the report (e.g. the checkpoint path).
     """
     if len(images) != len(labels) or len(labels) == 0:
         raise ConfigError("images/labels", (len(images), len(labels)), "the same non-zero length")
@@ -269,6 +275,8 @@ def evaluate(
     fresh = _new_state(name, specs, labels, eps=eps, norm=norm, seed=seed, batch_size=batch_size,
                        offset=offset, amp_dtype=amp_dtype)  # fmt: skip
     state = _resume(path, fresh)
+    if source is not None:
+        state["source"] = source
     device = _device_of(model)
     options = {"batch_size": batch_size, "seed": seed, "quiet": quiet, "path": path}
     with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
@@ -288,9 +296,9 @@ def evaluate(
 
 
 def _check(model, state, images, labels, batch_size, zero_grad_tolerance, path) -> None:
-    """Run the sanity checks once, on the first batch of clean-correct samples."""
+    """Run the sanity checks once, on (at most 64 of) the first clean-correct samples."""
     start = time.perf_counter()
-    idx = (_decode(state["flags"]["clean"]) == 1).nonzero().squeeze(1)[:batch_size]
+    idx = (_decode(state["flags"]["clean"]) == 1).nonzero().squeeze(1)[: min(batch_size, 64)]
     if len(idx):
         x, y = _batch(images, labels, idx, _device_of(model), memory_format_of(model))
         settings = state["settings"]

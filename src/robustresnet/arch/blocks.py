@@ -165,7 +165,8 @@ class RobustResBlock(Block):
         return se_error(planes, cls.expansion, se_reduction)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # act(bn1(x)) feeds only the projection shortcut; conv1 reads the raw x (authors' design).
+        # act(bn1(x)) feeds only the projection shortcut; conv1 reads the raw x (authors' design),
+        # so without a projection bn1 is unused, as in their block (kept for their checkpoints).
         shortcut = x if self.shortcut is None else self.shortcut(self.act(self.bn1(x)))
         out = self.act(self.bn2(self.conv1(x)))
         out = hierarchical(out, self.conv2, self.bn3, self.act, self.scales, self.pool)

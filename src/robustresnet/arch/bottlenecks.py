@@ -37,7 +37,6 @@ class PreActBottleneck(Block):
         act=ACTIVATIONS["relu"],
         norm=NORMS["batchnorm"],
         cardinality=4,
-        se_reduction=64,
         device=None,
         dtype=None,
         **_options,

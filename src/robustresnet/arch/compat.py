@@ -7,6 +7,7 @@ except RobustBench's input-normalisation buffers (`mu`, `sigma`), which the spec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -14,6 +15,7 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -40,7 +42,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError) as err:
             raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with _numpy_data_allowed():
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0]
         raise CheckpointError(
@@ -49,6 +52,23 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except (RuntimeError, OSError, EOFError) as err:
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({err})") from None
     return unwrap_state_dict(obj, source=str(path))
+
+
+def _numpy_data_allowed():
+    """Let the weights-only unpickler rebuild numpy scalars/arrays (plain data, no code).
+
+    Training scripts store metrics such as `np.float64` accuracies beside the state_dict (the
+    authors' `ENV`); without this their checkpoints would be refused although they hold no code.
+    """
+    allow = getattr(torch.serialization, "safe_globals", None)
+    if allow is None:  # torch < 2.5: numpy entries stay refused
+        return contextlib.nullcontext()
+    core = getattr(np, "_core", None) or np.core
+    names = [np.dtype, np.ndarray, *{type(np.dtype(code)) for code in np.typecodes["All"]}]
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        names.append((core.multiarray.scalar, f"{module}.scalar"))
+        names.append((core.multiarray._reconstruct, f"{module}._reconstruct"))
+    return allow(names)
 
 
 def unwrap_state_dict(obj, *, source: str = "checkpoint") -> dict[str, torch.Tensor]:

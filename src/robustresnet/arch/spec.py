@@ -228,7 +228,10 @@ class ArchSpec:
             _reject_unknown(f"stages[{i}]", stage, stage_fields)
             if "depth" not in stage:
                 raise ConfigError(f"stages[{i}].depth", None, "the stage's number of blocks")
-            parsed.append(StageSpec(**stage))
+            try:
+                parsed.append(StageSpec(**stage))
+            except ConfigError as err:
+                raise ConfigError(f"stages[{i}].{err.field}", err.value, err.expected) from None
         return cls(**{**data, "stages": tuple(parsed)})
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -236,7 +239,11 @@ class ArchSpec:
         path = Path(path)
         kind = _format(path)
         data = self.to_dict()
-        text = json.dumps(data, indent=2) + "\n" if kind == "json" else yaml.safe_dump(data)
+        text = (
+            json.dumps(data, indent=2) + "\n"
+            if kind == "json"
+            else yaml.safe_dump(data, sort_keys=False)
+        )
         return write_text(path, text)
 
     @classmethod

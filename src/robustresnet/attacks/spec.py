@@ -36,26 +36,34 @@ class AttackSpec:
     @property
     def label(self) -> str:
         """The paper's column name (PGD-20, CW-40, AA), or the name as written with options."""
+        if self.kind == "aa" and self.autoattack != STANDARD:
+            custom = "AA (" + "+".join(self.autoattack) + ")"
+            return custom if self.name.count(":") == 1 else self.name
         if ":" in self.name:
             return self.name
         if self.kind == "pgd":
             return f"{'CW' if self.loss == 'cw' else 'PGD'}-{self.steps}"
-        if self.kind == "aa" and self.autoattack != STANDARD:
-            return "AA (" + "+".join(self.autoattack) + ")"
         return _LABELS[self.kind]
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as JSON-ready values."""
-        return {**asdict(self), "autoattack": list(self.autoattack)}
+        """The settings that matter for this kind of attack, as JSON-ready values."""
+        fields = {"clean": (), "fgsm": ("eps", "norm"), "aa": ("eps", "norm", "autoattack")}
+        keep = fields.get(self.kind, ("eps", "norm", "steps", "step_size", "loss", "random_start"))
+        values = {k: v for k, v in asdict(self).items() if k in keep}
+        if "autoattack" in values:
+            values["autoattack"] = list(values["autoattack"])
+        return {"name": self.name, "kind": self.kind, **values}
 
-    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, seed: int) -> dict:
-        """Per-sample robust flags of (x, y) under this attack: {name: flags[, name/sub: ...]}."""
+    def run(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, seed: int
+    ) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """Per-sample robust flags of (x, y), {name: flags[, name/sub: ...]}, and warnings."""
         if self.kind == "aa":
             result = autoattack(
                 model, x, y, eps=self.eps, norm=self.norm, attacks=self.autoattack, seed=seed
             )
             subs = {f"{self.name}/{k}": v for k, v in result.flags_after.items()}
-            return {self.name: result.flags, **subs}
+            return {self.name: result.flags, **subs}, list(result.warnings)
         if self.kind == "fgsm":
             x = fgsm(model, x, y, eps=self.eps)
         elif self.kind == "pgd":
@@ -65,7 +73,7 @@ class AttackSpec:
                 loss=self.loss, norm=self.norm, random_start=self.random_start,
                 generator=generator,
             )  # fmt: skip
-        return {self.name: predict(model, x, batch_size=len(x)).argmax(1) == y}
+        return {self.name: predict(model, x, batch_size=len(x)).argmax(1) == y}, []
 
 
 def parse_number(text: str, field: str) -> float:

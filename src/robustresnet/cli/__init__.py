@@ -9,7 +9,7 @@ import sys
 from ..errors import RobustResNetError
 
 # Each module defines `add_parser(subparsers)` returning its parser with `func` set.
-SUBCOMMANDS: list[str] = ["data", "train", "sweep", "report"]
+SUBCOMMANDS: list[str] = ["data", "eval", "train", "sweep", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:

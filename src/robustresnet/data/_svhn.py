@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 import torch
 
 from ..errors import DataError
@@ -27,6 +26,8 @@ def find_svhn(root: Path, split: str) -> Path | None:
 
 def read_svhn(path: Path, name: str, split: str) -> ImageDataset:
     """One SVHN split; the files store images as H, W, C, N and the digit 0 as label 10."""
+    import scipy.io  # imported here: only this reader needs it
+
     try:
         mat = scipy.io.loadmat(path, variable_names=("X", "y"))
     except FileNotFoundError as err:

@@ -6,40 +6,69 @@ gives the same augmentation on CPU and GPU.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
 
 
-def _uniform(n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+def _uniform(
+    shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
     gen_device = generator.device if generator is not None else "cpu"
-    return torch.rand(n, generator=generator, device=gen_device).to(device)
+    return torch.rand(shape, generator=generator, device=gen_device).to(device)
+
+
+@functools.lru_cache(maxsize=16)
+def _row_starts(n: int, c: int, h: int, ph: int, pw: int, device: str) -> torch.Tensor:
+    """Offset of row (channel, i) of image b inside a flat (n, c, ph, pw) buffer: (n, c * h)."""
+    rows = torch.arange(c, device=device)[:, None] * (ph * pw) + torch.arange(h, device=device) * pw
+    return rows.view(1, -1) + torch.arange(n, device=device)[:, None] * (c * ph * pw)
+
+
+def random_crop_flip(
+    images: torch.Tensor,
+    *,
+    padding: int = 4,
+    flip: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Zero-pad by `padding`, crop back at a random offset, then mirror with probability 1/2.
+
+    Every output row is a contiguous run of bytes of the padded batch (or, for a mirrored image,
+    of the same batch reversed end to end), so the whole batch is one gather of rows.
+    """
+    n, c, h, w = images.shape
+    span, ph, pw = 2 * padding + 1, h + 2 * padding, w + 2 * padding
+    draws = _uniform((3, n), generator, images.device)
+    dy, dx = (draws[:2] * span).long()
+    # Buffer 0 is the zero-padded batch; buffer 1 is the same bytes in reverse order (padding is
+    # symmetric, so it is the padding of the reversed batch).
+    buffers = images.new_zeros(2 if flip else 1, n, c, ph, pw)
+    inner = buffers[:, :, :, padding : padding + h, padding : padding + w]
+    inner[0] = images
+    starts = _row_starts(n, c, h, ph, pw, str(images.device)) + (dy * pw + dx)[:, None]
+    if flip:
+        inner[1] = images.reshape(-1).flip(0).view(n, c, h, w)
+        # The row starting at s, read backwards, is the forward run ending at 2*size - 1 - s.
+        mirrored = 2 * buffers[0].numel() - w - starts
+        starts = torch.where(draws[2, :, None] < 0.5, mirrored, starts)
+    flat = buffers.view(-1)
+    windows = flat.as_strided((flat.numel() - w + 1, w), (1, 1))  # every run of w bytes, no copy
+    return windows.index_select(0, starts.view(-1)).view(n, c, h, w)
 
 
 def random_crop(
     images: torch.Tensor, padding: int = 4, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Zero-pad by `padding` and crop back to the input size at a random offset per image."""
-    if padding == 0:
-        return images
-    n, c, h, w = images.shape
-    span = 2 * padding + 1
-    dy = (_uniform(n, generator, images.device) * span).long()
-    dx = (_uniform(n, generator, images.device) * span).long()
-    padded = F.pad(images, (padding,) * 4)
-    ph, pw = padded.shape[2:]
-    # A view holding every window of every image (no copy); one gather picks each image's window.
-    windows = padded.as_strided((n, span, span, c, h, w), (c * ph * pw, pw, 1, ph * pw, pw, 1))
-    return windows[torch.arange(n, device=images.device), dy, dx]
+    return random_crop_flip(images, padding=padding, flip=False, generator=generator)
 
 
 def random_flip(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Mirror each image left-right with probability 1/2."""
-    chosen = (_uniform(len(images), generator, images.device) < 0.5).nonzero().squeeze(1)
-    flipped = images.clone()
-    flipped[chosen] = images[chosen].flip(3)
-    return flipped
+    return random_crop_flip(images, padding=0, flip=True, generator=generator)
 
 
 def random_rotation(
@@ -48,13 +77,13 @@ def random_rotation(
     """Rotate float images by an angle uniform in [-degrees, degrees], bilinear, zero fill."""
     if degrees == 0:
         return images
-    angle = (_uniform(len(images), generator, images.device) * 2 - 1) * math.radians(degrees)
+    angle = (_uniform((len(images),), generator, images.device) * 2 - 1) * math.radians(degrees)
     cos, sin, zero = angle.cos(), angle.sin(), torch.zeros_like(angle)
     theta = torch.stack([cos, -sin, zero, sin, cos, zero], dim=1).view(-1, 2, 3)
     grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def to_float(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 images as floats in [0, 1]."""
-    return images.to(dtype).div_(255.0)
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images as float32 in [0, 1], in one pass."""
+    return torch.div(images, 255.0).to(torch.float32)

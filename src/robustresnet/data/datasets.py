@@ -33,7 +33,6 @@ _OPTIONS = {
 _EXPECTED = {
     "cifar10": f"{CIFAR10.folder}/ or {CIFAR10.archive}",
     "cifar100": f"{CIFAR100.folder}/ or {CIFAR100.archive}",
-    "svhn": " or ".join(SVHN_FILES.values()) + " (also under svhn/)",
     "tiny-imagenet": f"{TINY_FOLDER}/ with wnids.txt",
 }
 
@@ -73,7 +72,8 @@ def load_dataset(
         return read_digits(key, split, **opts)
     base = data_root(root)
     if key == "svhn":
-        return read_svhn(_found(find_svhn(base, split), key, base), key, split)
+        expected = f"{SVHN_FILES[split]} (or svhn/{SVHN_FILES[split]})"
+        return read_svhn(_found(find_svhn(base, split), key, base, expected), key, split)
     if key == "tiny-imagenet":
         return read_tiny(_found(find_tiny(base), key, base), key, split, quiet=quiet)
     layout = CIFAR10 if key == "cifar10" else CIFAR100
@@ -85,8 +85,9 @@ def load_dataset(
     return read_cifar(layout, source, key, split, opts.get("labels", "fine"))
 
 
-def _found(path: Path | None, name: str, root: Path) -> Path:
+def _found(path: Path | None, name: str, root: Path, expected: str | None = None) -> Path:
     if path is None:
         hint = " (or pass download=True / --download)" if name.startswith("cifar") else ""
-        raise DataError(f"{root}: no {name} found; expected {_EXPECTED[name]} there{hint}")
+        expected = expected or _EXPECTED[name]
+        raise DataError(f"{root}: no {name} found; expected {expected} there{hint}")
     return path

@@ -15,16 +15,16 @@ import torch
 
 from ..errors import ConfigError
 from ._dataset import ImageDataset
-from .augment import random_crop, random_flip, random_rotation, to_float
+from .augment import random_crop_flip, random_rotation, to_float
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 _BASE, _EXTRA, _AUGMENT = 0, 1, 2  # independent random streams of one epoch
 
 
-def stream_seed(seed: int, epoch: int, stream: int, index: int = 0) -> int:
-    """A 63-bit seed mixing its parts, so (seed, epoch) pairs never share a stream."""
+def stream_seed(*parts: int) -> int:
+    """A 63-bit seed mixing (seed, epoch, stream, ...), so (seed, epoch) pairs never share one."""
     value = 0
-    for part in (seed, epoch, stream, index):
+    for part in parts:
         value = (value * 0x9E3779B97F4A7C15 + part + 1) % (1 << 64)
         value ^= value >> 31
     return value % (1 << 63)
@@ -100,10 +100,10 @@ class DeviceLoader:
         extra = self._extra_indices(self.epoch) if self.extra is not None else None
         for step in range(self.position, len(self)):
             chosen = base[step * self.base_count : (step + 1) * self.base_count]
-            x, y = self.images[chosen], self.labels[chosen]
+            x, y = self.images.index_select(0, chosen), self.labels[chosen]
             if extra is not None:
                 picked = extra[step * self.extra_count : (step + 1) * self.extra_count]
-                x = torch.cat([x, self.extra[0][picked]])
+                x = torch.cat([x, self.extra[0].index_select(0, picked)])
                 y = torch.cat([y, self.extra[1][picked]])
             batch = self._augment(x, step), y
             self.position = step + 1
@@ -112,11 +112,9 @@ class DeviceLoader:
 
     def _augment(self, x: torch.Tensor, step: int) -> torch.Tensor:
         """Crop and flip on uint8, then floats, then rotation; seeded per batch for resume."""
-        generator = _generator(self.seed, self.epoch, _AUGMENT + self.rank, step)
-        if self.crop_padding:
-            x = random_crop(x, self.crop_padding, generator)
-        if self.flip:
-            x = random_flip(x, generator)
+        generator = _generator(self.seed, self.epoch, _AUGMENT, self.rank, step)
+        if self.crop_padding or self.flip:
+            x = random_crop_flip(x, padding=self.crop_padding, flip=self.flip, generator=generator)
         x = to_float(x)
         return random_rotation(x, self.rotation, generator) if self.rotation else x
 
@@ -135,11 +133,8 @@ class DeviceLoader:
             order = torch.randperm(total, generator=_generator(self.seed, epoch, _EXTRA, rounds))
             pieces.append(order[self.rank * share : (self.rank + 1) * share])
             rounds += 1
-        return (
-            torch.cat(pieces)[:needed].to(self.device)
-            if pieces
-            else torch.empty(0, dtype=torch.long)
-        )
+        empty = torch.empty(0, dtype=torch.long)
+        return torch.cat([empty, *pieces])[:needed].to(self.device)
 
     def _eval_range(self) -> tuple[int, int]:
         """(start, count) of this rank's contiguous share of the data, in order, nothing dropped."""
@@ -179,7 +174,8 @@ def _check_options(batch_size, extra, fraction, rank, world_size, train, images,
     if not 0 <= fraction < 1:
         raise ConfigError("extra_fraction", fraction, "a number in [0, 1)")
     if fraction > 0 and (extra is None or not train):
-        raise ConfigError("extra", extra, "an extra dataset (training loaders only) when mixing")
+        given = None if extra is None else type(extra).__name__
+        raise ConfigError("extra", given, "an extra dataset (training loaders only) when mixing")
     if round(batch_size * fraction) >= batch_size:
         raise ConfigError(
             "extra_fraction", fraction, f"a share leaving base images in {batch_size}"

@@ -22,7 +22,6 @@ from typing import Any
 import torch
 import yaml
 
-from .. import __version__
 from .._io import atomic_write, write_json, write_text
 from ..errors import CheckpointError, ConfigError
 from .config import ExperimentConfig, config_diff, read_yaml
@@ -70,6 +69,8 @@ def prepare_run_dir(run_dir: Path, config: ExperimentConfig, *, resume: bool) ->
             f"{run_dir} already holds a run: continue it with `rrn train --resume {run_dir}` "
             "or choose another --out directory"
         )
+    from .. import __version__  # here, not at the top: the package imports this module
+
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     header = f"# robustresnet {__version__}, git {git_sha()}, {stamp}\n"
     body = yaml.safe_dump(config.to_dict(), sort_keys=False)
