@@ -30,7 +30,11 @@ def gather(root: str | Path) -> list[dict[str, Any]]:
     if not root.is_dir():
         raise ConfigError("runs_dir", str(root), "a directory of run directories")
     plans = _read_plans(root)
-    rows = [read_run(run_dir, plans.get(run_dir.resolve())) for run_dir in find_run_dirs(root)]
+    rows = []
+    for run_dir in find_run_dirs(root):
+        row = read_run(run_dir, plans.get(run_dir.resolve()))
+        row["run_dir"] = run_dir.relative_to(root).as_posix()  # the CSV stays valid if moved
+        rows.append(row)
     if not rows:
         raise ConfigError("runs_dir", str(root), "a directory containing runs (config.yaml)")
     return rows
