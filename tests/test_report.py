@@ -28,6 +28,8 @@ def _row(model, seed, d1, w1, macs, pgd20, *, block="basic_block", status="finis
         "seed": seed,
         "D1": d1,
         "W1": w1,
+        "depths": str(d1),
+        "widening": str(w1),
         "depth_share": d1 / (d1 + w1),
         "params": macs // 10,
         "macs": macs,
@@ -68,8 +70,8 @@ def test_aggregate_means_over_seeds_and_skips_unfinished(rows):
 def test_markdown_table_has_the_papers_columns(rows):
     table = markdown_table(aggregate(rows))
     lines = table.splitlines()
-    assert lines[0] == "| model | #P | #F (MACs) | clean | PGD-20 | CW-40 |"
-    assert "| small | 100K | 1.00M | 71.00 ± 1.41 | 41.00 ± 1.41 | 39.00 ± 1.41 |" in lines
+    assert lines[0] == "| model | D | W | #P | #F (MACs) | clean | PGD-20 | CW-40 |"
+    assert "| small | 1 | 1 | 100K | 1.00M | 71.00 ± 1.41 | 41.00 ± 1.41 | 39.00 ± 1.41 |" in lines
 
 
 def test_pareto_front():

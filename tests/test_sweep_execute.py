@@ -79,6 +79,7 @@ def test_runs_all_then_skips_finished(tmp_path, fake):
     assert [c["threads"] for c in _calls(calls)] == ["1", "1"]
     again = run_sweep(sweep, trials, tmp_path / "out", trainer=trainer, quiet=True)
     assert again["counts"] == {"skipped": 2}
+    assert all(t["trained_seconds"] > 0 for t in again["trials"])  # from sweep-trial.json
     assert len(_calls(calls)) == 2  # nothing ran the second time
     saved = json.loads((tmp_path / "out" / "sweep-summary.json").read_text())
     assert [t["name"] for t in saved["trials"]] == ["modeok", "modeok2"]

@@ -16,6 +16,7 @@ from ..train.final import read_reports
 ATTACKS = ("clean", "pgd20", "cw40", "aa")
 PLAN_FILE = "sweep-plan.json"  # written by `rrn sweep` beside its run directories
 FAILED_FILE = "failed.json"
+TRIAL_FILE = "sweep-trial.json"  # written by `rrn sweep` when a run finishes
 
 
 def find_run_dirs(root: Path) -> list[Path]:
@@ -53,6 +54,7 @@ def read_run(run_dir: Path, planned: dict[str, Any] | None = None) -> dict[str, 
         row.update(arch_fields(ArchSpec.load(run_dir / "arch.yaml")))
     if row["status"] == "finished":
         row.update(read_metrics(read_reports(run_dir)))
+        row.update(_trial_times(run_dir / TRIAL_FILE))
     row["run_dir"] = str(run_dir)
     return row
 
@@ -93,6 +95,14 @@ def read_metrics(reports: list[dict[str, Any]]) -> dict[str, Any]:
                     metrics["aa_attacks"] = key
                     metrics["aa_samples"] = report.get("samples", {}).get("n")
     return metrics
+
+
+def _trial_times(path: Path) -> dict[str, Any]:
+    """Wall and CPU seconds of the training, as `rrn sweep` recorded them."""
+    if not path.is_file():
+        return {}
+    record = json.loads(path.read_text(encoding="utf-8"))
+    return {"train_seconds": record.get("seconds"), "train_cpu_seconds": record.get("cpu_seconds")}
 
 
 def _status(run_dir: Path) -> str:

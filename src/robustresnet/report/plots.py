@@ -11,10 +11,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from matplotlib.ticker import EngFormatter  # noqa: E402
 
 from .._io import atomic_write  # noqa: E402
 from .tables import ATTACK_TITLES, finished  # noqa: E402
 
+COUNT_AXES = ("macs", "params", "scaling_target")  # tick labels as 1.5M, 2G
 CATEGORY_AXES = ("block", "method", "activation", "normalization", "kernel_size", "scaling_rule")
 
 
@@ -76,6 +78,7 @@ def plot_pareto(
     costs = [r[cost] for r in finished(rows)]
     if min(costs) > 0 and max(costs) / min(costs) > 8:
         ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(EngFormatter())
     ax.set_xlabel("MACs per image" if cost == "macs" else "parameters")
     ax.set_ylabel(f"{ATTACK_TITLES[metric]} accuracy (%)")
     ax.set_title(f"{ATTACK_TITLES[metric]} accuracy against {'MACs' if cost == 'macs' else cost}")
@@ -116,6 +119,8 @@ def plot_axis_effects(
         tau = taus.get(axis)
         ax.set_title(f"{axis}: τ = {'–' if tau is None else f'{tau:+.2f}'}", fontsize=9)
         ax.set_xlabel(axis, fontsize=8)
+        if axis in COUNT_AXES:
+            ax.xaxis.set_major_formatter(EngFormatter())
         ax.set_ylabel(f"{ATTACK_TITLES[metric]} (%)", fontsize=8)
         ax.grid(alpha=0.3)
     for ax in list(grid.flat)[len(panels) :]:

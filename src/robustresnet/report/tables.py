@@ -72,12 +72,14 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def markdown_table(models: list[dict[str, Any]]) -> str:
-    """model | #P | #F (MACs) | clean | PGD-20 | CW-40 | AA, as the paper's tables, in percent."""
+    """model | #P | #F (MACs) | clean | PGD-20 | CW-40 | AA, as the paper's tables, in percent;
+    with the per-stage depths D and widening W after the model's name."""
     attacks = [a for a in ATTACKS if any(a in m for m in models)]
-    header = ["model", "#P", "#F (MACs)", *(ATTACK_TITLES[a] for a in attacks)]
+    header = ["model", "D", "W", "#P", "#F (MACs)", *(ATTACK_TITLES[a] for a in attacks)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for m in models:
-        cells = [m["model"], format_count(m["params"]), format_count(m["macs"])]
+        cells = [m["model"], m.get("depths", "–"), m.get("widening", "–")]
+        cells += [format_count(m["params"]), format_count(m["macs"])]
         cells += [_mean_std(m, a) for a in attacks]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

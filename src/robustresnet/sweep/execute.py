@@ -3,6 +3,7 @@ record a failure in `failed.json` and return, never raise, so that the sweep goe
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -20,6 +21,7 @@ RESOLVED_CONFIG = "config.yaml"
 # Files the sweep itself keeps beside them.
 LOG_FILE = "train.log"
 FAILED_FILE = "failed.json"
+TRIAL_FILE = "sweep-trial.json"  # the successful attempt's record: command, wall and CPU time
 LOG_TAIL_LINES = 60
 
 
@@ -53,7 +55,9 @@ def execute_trial(job: dict[str, Any]) -> dict[str, Any]:
     state = trial_state(run_dir)
     result: dict[str, Any] = {"name": job["name"], "run_dir": str(run_dir), "previous": state}
     if state == "finished":
-        return {**result, "status": "skipped", "seconds": 0.0}
+        earlier = _read_json(run_dir / TRIAL_FILE)
+        trained = {f"trained_{k}": earlier[k] for k in ("seconds", "cpu_seconds") if k in earlier}
+        return {**result, "status": "skipped", "seconds": 0.0, **trained}
     run_dir.mkdir(parents=True, exist_ok=True)
     command = trainer_command(job, resume=state == "interrupted")
     env = {**os.environ, **_thread_env(job.get("threads"))}
@@ -66,7 +70,9 @@ def execute_trial(job: dict[str, Any]) -> dict[str, Any]:
     result.update(command=command, returncode=returncode, seconds=seconds, cpu_seconds=cpu_seconds)
     if returncode == 0 and trial_state(run_dir) == "finished":
         (run_dir / FAILED_FILE).unlink(missing_ok=True)
-        return {**result, "status": "finished"}
+        result["status"] = "finished"
+        write_json(run_dir / TRIAL_FILE, result)
+        return result
     return _record_failure(run_dir, result)
 
 
@@ -93,6 +99,11 @@ def _record_failure(run_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
     record["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     write_json(run_dir / FAILED_FILE, record)
     return {key: value for key, value in record.items() if key != "log_tail"}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON file's content, or {} when it is missing."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def _thread_env(threads: int | None) -> dict[str, str]:
