@@ -214,3 +214,26 @@ def test_rrn_eval_names_a_missing_checkpoint(tmp_path, capsys):
 
     assert main(["eval", str(tmp_path / "nope.safetensors"), "--data", "digits"]) == 2
     assert "nope.safetensors" in capsys.readouterr().err
+
+
+def test_rrn_eval_reads_a_reference_style_pth_with_arch(tiny_checkpoint, tmp_path, capsys):
+    from robustresnet import build_model, load_weights
+    from robustresnet.arch import ArchSpec
+
+    spec = ArchSpec.load(tiny_checkpoint / "arch.yaml")
+    model = load_weights(build_model(spec), tiny_checkpoint / "weights" / "last.safetensors")
+    state = {f"module.{k}": v for k, v in model.state_dict().items()}  # DataParallel keys
+    torch.save({"model_state_dict": state, "epoch": 99}, tmp_path / "model_best.pth")
+    args = ("-n", "24", "--attacks", "clean,fgsm", "--no-sanity-checks")
+    report = rrn_eval(
+        capsys, str(tmp_path / "model_best.pth"), "--arch", str(tiny_checkpoint), *args
+    )
+    reference = rrn_eval(capsys, str(tiny_checkpoint), *args)
+    assert report["flags"] == reference["flags"]
+
+
+def test_evaluation_leaves_the_global_rng_alone():
+    x, y = held_out(20)
+    state = torch.get_rng_state()
+    evaluate(trained_mlp(), x, y, attacks=["clean", "pgd5:eps=0.05", "aa:attacks=apgd-ce"], eps=0.1)
+    assert torch.equal(torch.get_rng_state(), state)

@@ -132,7 +132,7 @@ def _resume(path: Path | None, fresh: dict) -> dict:
     return {k: saved[k] for k in (*fresh, "versions", "device", "date") if k in saved}
 
 
-def _sanity_checks(model, x, y, *, eps, norm, zero_grad_tolerance) -> list[str]:
+def _sanity_checks(model, x, y, *, eps, norm, seed, zero_grad_tolerance) -> list[str]:
     """Signs of gradient masking on one batch: zero input gradients; no decrease with eps."""
     found = []
     with frozen(model), torch.enable_grad():
@@ -147,7 +147,9 @@ def _sanity_checks(model, x, y, *, eps, norm, zero_grad_tolerance) -> list[str]:
     radii = [min(eps * k, 1.0) if norm == "inf" else eps * k for k in (1, 2, 4)]
     accs = []
     for radius in radii:
-        x_adv = pgd(model, x, y, eps=radius, step_size=radius / 4, steps=10, norm=norm)
+        generator = torch.Generator(x.device).manual_seed(seed)  # the global RNG stays untouched
+        x_adv = pgd(model, x, y, eps=radius, step_size=radius / 4, steps=10, norm=norm,
+                    generator=generator)  # fmt: skip
         accs.append((predict(model, x_adv).argmax(1) == y).float().mean().item())
     if any(b > a for a, b in zip(accs, accs[1:], strict=False)) or accs[0] == accs[-1] > 0:
         found.append(
@@ -303,7 +305,7 @@ def _check(model, state, images, labels, batch_size, zero_grad_tolerance, path) 
         x, y = _batch(images, labels, idx, _device_of(model), memory_format_of(model))
         settings = state["settings"]
         state["check_warnings"] += _sanity_checks(
-            model, x, y, eps=settings["eps"], norm=settings["norm"],
+            model, x, y, eps=settings["eps"], norm=settings["norm"], seed=settings["seed"],
             zero_grad_tolerance=zero_grad_tolerance,
         )  # fmt: skip
     state["checked"] = True
