@@ -168,3 +168,16 @@ def test_objective_never_changes_the_weights(batch):
     make_objective("pgd_at", steps=1)(model, x, y)
     for key, value in model.state_dict().items():
         assert torch.equal(before[key], value), key
+
+
+@pytest.mark.parametrize("name", ["trades", "mart"])
+def test_bf16_autocast_step_gives_an_fp32_loss_close_to_fp32(name, batch):
+    x, y, x_adv = batch
+    model = tiny_model()
+    objective = make_objective(name)
+    expected, _ = objective.loss(model, x, y, x_adv)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = objective.loss(model, x, y, x_adv)
+    loss.backward()
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, expected, rtol=0.05, atol=0.05)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -78,3 +80,14 @@ def test_missing_or_bad_yaml_file(tmp_path):
     bad.write_text("model: [unclosed")
     with pytest.raises(ConfigError, match="valid YAML"):
         load_config(bad)
+
+
+def test_the_authors_model_section_builds(tmp_path, reference_dir):
+    from robustresnet.train import setup
+
+    case = json.loads((reference_dir / "vectors" / "robust_silu_bn_c100.json").read_text())
+    path = _yaml(tmp_path, {"model": {"reference": case["model"]}, "data": {"name": "cifar100"}})
+    spec = setup.build_spec(load_config(path).model, 100, (3, 32, 32))
+    assert spec.num_classes == 100 and spec.stages[0].activation == "silu"
+    with pytest.raises(ConfigError, match="model.num_classes"):
+        setup.build_spec(load_config(path).model, 10, (3, 32, 32))

@@ -62,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = args.out or Path("runs") / f"{Path(args.config).stem}-{stamp}"
         run_dir = train(config, run_dir, quiet=args.quiet)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # rank 0 reports
     report = run_dir / "report.md"
-    if os.environ.get("RANK", "0") == "0" and report.is_file():
+    if report.is_file():
         sys.stdout.write(report.read_text(encoding="utf-8"))
     print(f"run directory: {run_dir}")
     return 0

@@ -62,9 +62,10 @@ def plot_curves(run_dir: Path, rows: list[dict[str, Any]]) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    keys = list(dict.fromkeys(k for row in rows for k in row))
     panels = [
-        ("loss", [k for k in ("train_loss",) if _has(rows, k)]),
-        ("accuracy", [k for k in ("train_acc", "val_clean", "val_robust") if _has(rows, k)]),
+        ("loss", [k for k in keys if k.startswith("train_loss")]),
+        ("accuracy", [k for k in keys if "_acc" in k or k.startswith("val_")]),
         ("learning rate", ["lr"]),
     ]
     for ax, (title, keys) in zip(axes, panels, strict=True):
@@ -84,7 +85,3 @@ def plot_curves(run_dir: Path, rows: list[dict[str, Any]]) -> Path:
 
     write_bytes(path, buffer.getvalue())
     return path
-
-
-def _has(rows: list[dict[str, Any]], key: str) -> bool:
-    return any(r.get(key) is not None for r in rows)

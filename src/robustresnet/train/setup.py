@@ -43,7 +43,8 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
 def build_data(config: ExperimentConfig, world: World, device: torch.device) -> Data:
     """Datasets, the validation hold-out and the sharded training loader."""
     cfg, run = config.data, config.run
-    read = {"root": cfg.root, "download": cfg.download, **cfg.options}
+    root = None if cfg.root is None else Path(cfg.root).expanduser()
+    read = {"root": root, "download": cfg.download, **cfg.options}
     train_set = load_dataset(cfg.name, split="train", **read)
     test_set = load_dataset(cfg.name, split="test", **read)
     val_set = None
@@ -51,7 +52,7 @@ def build_data(config: ExperimentConfig, world: World, device: torch.device) -> 
         if cfg.val_size >= len(train_set.labels):
             raise ConfigError("data.val_size", cfg.val_size, f"< {len(train_set.labels)} images")
         train_set, val_set = holdout(train_set, cfg.val_size)
-    extra = load_extra(cfg.extra) if cfg.extra else None
+    extra = load_extra(Path(cfg.extra).expanduser()) if cfg.extra else None
     if run.batch_size % world.world_size:
         expected = f"a multiple of the {world.world_size} ranks"
         raise ConfigError("run.batch_size", run.batch_size, expected)

@@ -22,7 +22,7 @@ from .checkpoint import load_checkpoint, prepare_run_dir, save_checkpoint, write
 from .config import ExperimentConfig
 from .final import final_report, validate
 from .metrics import TensorBoard, plot_curves, write_metrics
-from .optim import lr_at
+from .optim import lr_at, set_lr
 
 
 class NonFiniteLossError(RobustResNetError):
@@ -85,7 +85,9 @@ def train(
     return run_dir
 
 
-def _build(config: ExperimentConfig, run_dir: Path, world: ddp.World, device: torch.device):
+def _build(
+    config: ExperimentConfig, run_dir: Path, world: ddp.World, device: torch.device
+) -> Trainer:
     """Data, model, objective, optimizer, EMA and RNG of a fresh run."""
     if config.run.precision == "fp16" and device.type != "cuda":
         raise ConfigError("run.precision", "fp16", "bf16 or fp32 on CPU (fp16 needs a GPU)")
@@ -117,8 +119,7 @@ def _build(config: ExperimentConfig, run_dir: Path, world: ddp.World, device: to
 
 def train_step(t: Trainer, x: torch.Tensor, y: torch.Tensor, lr: float) -> dict[str, Any]:
     """objective -> loss -> backward -> average over ranks -> clip -> SGD step -> EMA."""
-    for group in t.optimizer.param_groups:
-        group["lr"] = lr
+    set_lr(t.optimizer, lr)
     if t.config.run.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     precision = t.config.run.precision
