@@ -93,7 +93,7 @@ def baseline_autoattack(model, images, labels, batch_size: int) -> float:
     _, y_adv = adversary.run_standard_evaluation(
         images.float() / 255, labels, batch_size=batch_size
     )
-    return (y_adv == labels).float().mean().item()
+    return int((y_adv == labels).sum()) / len(labels)
 
 
 def ours(model, images, labels, batch_size: int, attack: str, amp_dtype=None) -> float:

@@ -72,7 +72,7 @@ class _NCHWInput(nn.Module):
 
 
 def parse_attacks(attacks: str | Sequence[str] = "standard") -> tuple[str, ...]:
-    """ "standard", or a comma- or plus-separated list such as "apgd-ce,apgd-t"."""
+    """The names in `"standard"` or in a comma- or plus-separated list ("apgd-ce,apgd-t")."""
     if isinstance(attacks, str):
         if attacks == "standard":
             return STANDARD

@@ -16,6 +16,8 @@ SUBCOMMANDS: list[str] = [
     "data",
     "train",
     "eval",
+    "sweep",
+    "report",
 ]
 
 

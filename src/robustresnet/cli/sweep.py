@@ -1,0 +1,128 @@
+"""`rrn sweep SWEEP.yaml`: expand a study's axes into runs and train them, resumably."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from ._common import add_output_flags, example_epilog, print_json
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register `rrn sweep`."""
+    parser = subparsers.add_parser(
+        "sweep",
+        help="run a study: many trainings over a grid of architectures and recipes",
+        description=(
+            "Expand the sweep file's axes (depth/width grids, block, activation, normalisation, "
+            "kernel size, RobustScaling targets, method, seeds, any dotted config key; zipped "
+            "axes; MAC/params filters) into named runs and train each with `rrn train` into "
+            "OUT/NAME. Finished runs are skipped, interrupted ones resumed, failures recorded "
+            "in OUT/NAME/failed.json while the sweep goes on; OUT/sweep-summary.json sums up."
+        ),
+        **example_epilog(
+            "rrn sweep configs/sweeps/digits-demo.yaml --dry-run",
+            "rrn sweep configs/sweeps/digits-demo.yaml --parallel 2 --report",
+            "rrn sweep study.yaml --out runs/study --backend ray --address auto",
+            "rrn sweep study.yaml --trainer 'torchrun --nproc-per-node 4 -m robustresnet train'",
+        ),
+    )
+    parser.add_argument("sweep", type=Path, help="sweep YAML file")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default: output: in the file, else runs/SWEEP-NAME)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list the runs with params and MACs; train nothing"
+    )
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="local backend: trials at a time (threads split among them)",
+    )
+    parser.add_argument("--backend", choices=("local", "ray"), default="local")
+    parser.add_argument("--address", help="ray: 'local' (start one), 'auto' or ray://HOST:PORT")
+    parser.add_argument(
+        "--trainer",
+        help="command prefix that trains (default: this interpreter's `-m robustresnet train`)",
+    )
+    parser.add_argument("--report", action="store_true", help="write `rrn report OUT` at the end")
+    add_output_flags(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Plan the sweep, then list it (--dry-run) or run it."""
+    from ..sweep import load_sweep, plan_sweep, run_sweep, write_specs
+
+    sweep = load_sweep(args.sweep)
+    out = args.out or sweep.output or Path("runs") / sweep.name
+    plan = plan_sweep(sweep, out)
+    if args.dry_run:
+        return _list(sweep.name, out, plan, as_json=args.json)
+    write_specs(plan, out)
+    trainer = shlex.split(args.trainer) if args.trainer else None
+    summary = run_sweep(
+        sweep,
+        plan.trials,
+        out,
+        backend=args.backend,
+        parallel=args.parallel,
+        address=args.address,
+        trainer=trainer,
+        quiet=args.quiet,
+    )
+    if args.report:
+        from ..report import make_report
+
+        summary["report"] = make_report(out)["files"]
+    if args.json:
+        print_json(summary)
+    else:
+        for trial in summary["trials"]:
+            note = f"  {trial['error']}" if trial["status"] == "failed" else ""
+            print(f"{trial['status']:9} {trial['seconds']:8.1f}s  {trial['name']}{note}")
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(summary["counts"].items()))
+        print(
+            f"sweep {sweep.name}: {counts} in {summary['seconds']:.0f}s "
+            f"({summary['cpu_seconds']:.0f} CPU-s); summary: "
+            f"{out / 'sweep-summary.json'}"
+        )
+    return 1 if summary["counts"].get("failed") else 0
+
+
+def _list(name: str, out: Path, plan, *, as_json: bool) -> int:
+    """The dry run's output: one line per run, then what the filters left out."""
+    from .._units import format_count
+
+    if as_json:
+        print_json(
+            {
+                "sweep": name,
+                "output": str(out),
+                "trials": [t.to_dict() for t in plan.trials],
+                "excluded": [{**t.to_dict(), "reason": why} for t, why in plan.excluded],
+            }
+        )
+        return 0
+    width = max([len(t.name) for t in plan.trials] + [4])
+    print(f"{'run':{width}}  {'depths':>10}  {'widening':>10}  {'#P':>7}  {'#F (MACs)':>9}")
+    for trial in plan.trials:
+        depths = "-".join(str(d) for d in trial.spec.depths)
+        widening = "-".join(f"{w:g}" for w in trial.spec.widening)
+        print(
+            f"{trial.name:{width}}  {depths:>10}  {widening:>10}  "
+            f"{format_count(trial.params):>7}  {format_count(trial.macs):>9}"
+        )
+    sys.stdout.flush()
+    print(
+        f"{len(plan.trials)} runs into {out}; {len(plan.excluded)} left out by the filters",
+        file=sys.stderr,
+    )
+    return 0

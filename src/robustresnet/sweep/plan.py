@@ -1,0 +1,148 @@
+"""From expanded trials to runnable ones: each trial's ArchSpec, its params and MACs, the
+overrides `rrn train` receives, and the sweep's filters."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..arch import ArchSpec
+from ..arch.profile import profile
+from ..arch.scaling import robust_scaling
+from ..arch.zoo import apply_overrides, resolve_spec
+from ..errors import ConfigError
+from ..train.config import ModelConfig, load_config
+from .expand import Trial, expand
+from .spec import SweepSpec, format_override
+
+ARCH_AXES = ("block", "scaling", "depths", "widening", "kernel_size", "activation", "normalization")
+STAGE_FIELDS = ("block", "kernel_size", "activation", "normalization")
+# Axes that are plain config fields of `rrn train`.
+CONFIG_KEYS = {"method": "objective.name", "seed": "run.seed"}
+SPECS_DIR = "specs"
+SCALING_FIELDS = (
+    "stem_channels",
+    "num_classes",
+    "in_channels",
+    "input_size",
+    "scales",
+    "base_width",
+    "cardinality",
+    "se_reduction",
+    "mean",
+    "std",
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The trials to run (`trials`) and those the filters left out (`excluded`, with reasons)."""
+
+    trials: list[Trial]
+    excluded: list[tuple[Trial, str]]
+
+
+def plan_sweep(sweep: SweepSpec, out_dir: str | Path) -> Plan:
+    """Expand, size and filter a sweep; every trial's config is validated here, before running."""
+    base_config = load_config(sweep.base, sweep.overrides)
+    base = base_spec(base_config.model)
+    kept, excluded = [], []
+    for trial in expand(sweep):
+        try:
+            spec = trial_spec(base, trial.values)
+            overrides = trial_overrides(trial, base_config.model, Path(out_dir))
+            load_config(sweep.base, [*sweep.overrides, *overrides])
+        except ConfigError as err:  # name the trial, keep the field
+            raise ConfigError(f"{trial.name}: {err.field}", err.value, err.expected) from err
+        sized = profile(spec)
+        trial = dataclasses.replace(
+            trial, overrides=tuple(overrides), params=sized.params, macs=sized.macs, spec=spec
+        )
+        reason = _filtered_out(sweep, trial)
+        if reason:
+            excluded.append((trial, reason))
+        else:
+            kept.append(trial)
+    return Plan(trials=kept, excluded=excluded)
+
+
+def base_spec(model: ModelConfig) -> ArchSpec:
+    """The network of the base config, as the trainer resolves it (before the dataset check)."""
+    changes: dict[str, Any] = {"num_classes": model.num_classes, "activation": model.activation}
+    if model.name is not None:
+        return resolve_spec(model.name, **changes)
+    if model.spec is not None:
+        return apply_overrides(ArchSpec.from_dict(model.spec), **changes)
+    return apply_overrides(ArchSpec.from_reference(model.reference), **changes)
+
+
+def trial_spec(base: ArchSpec, values: dict[str, Any]) -> ArchSpec:
+    """`base` with the trial's block, depths, widening and per-stage layer choices."""
+    depths, widening = values.get("depths"), values.get("widening")
+    if "scaling" in values:
+        point = values["scaling"]
+        block = values.get("block", base.stages[0].block)
+        # Sized on the base network's stem, head, input size and block settings: the MAC target
+        # is that of the network actually trained.
+        shared = {name: getattr(base, name) for name in SCALING_FIELDS}
+        activation = values.get("activation", base.stages[0].activation)
+        scaled = robust_scaling(
+            point["target"], block=block, rule=point["rule"], activation=activation, **shared
+        )
+        depths, widening = list(scaled.depths), [int(w) for w in scaled.widening]
+    for axis, per_stage in (("depths", depths), ("widening", widening)):
+        if per_stage is not None and len(per_stage) != len(base.stages):
+            raise ConfigError(axis, per_stage, f"{len(base.stages)} values, one per stage")
+    stages = []
+    for i, stage in enumerate(base.stages):
+        changes = {name: values[name] for name in STAGE_FIELDS if name in values}
+        if depths is not None:
+            changes["depth"] = depths[i]
+        if widening is not None:
+            changes.update(widening=widening[i], channels=None)
+        stages.append(dataclasses.replace(stage, **changes))
+    return base.replace(stages=tuple(stages), name=None)
+
+
+def trial_overrides(trial: Trial, model: ModelConfig, out_dir: Path) -> list[str]:
+    """Dotted overrides for `rrn train`: the trial's spec file, method, seed, other keys."""
+    overrides = []
+    if any(axis in trial.values for axis in ARCH_AXES):
+        overrides.append(format_override("model.name", str(spec_path(out_dir, trial.name))))
+        # The spec file holds the whole network: drop the base's other ways of giving it.
+        for key in ("spec", "reference", "activation"):
+            if getattr(model, key) is not None:
+                overrides.append(f"model.{key}=null")
+    for axis, value in trial.values.items():
+        if axis in CONFIG_KEYS:
+            overrides.append(format_override(CONFIG_KEYS[axis], value))
+        elif "." in axis:
+            overrides.append(format_override(axis, value))
+    return overrides
+
+
+def spec_path(out_dir: Path, name: str) -> Path:
+    """Where a trial's ArchSpec is written before it runs (outside its run directory)."""
+    return (out_dir / SPECS_DIR / f"{name}.yaml").resolve()
+
+
+def write_specs(plan: Plan, out_dir: str | Path) -> None:
+    """Write the spec file of every trial whose overrides point to one."""
+    for trial in plan.trials:
+        path = spec_path(Path(out_dir), trial.name)
+        if any(o.startswith("model.name=") for o in trial.overrides):
+            trial.spec.save(path)
+
+
+def _filtered_out(sweep: SweepSpec, trial: Trial) -> str | None:
+    for label, value, (low, high) in (
+        ("macs", trial.macs, sweep.macs_window),
+        ("params", trial.params, sweep.params_window),
+    ):
+        if low is not None and value < low:
+            return f"{label} {value} < {low}"
+        if high is not None and value > high:
+            return f"{label} {value} > {high}"
+    return None

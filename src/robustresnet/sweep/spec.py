@@ -1,0 +1,197 @@
+"""The sweep file: a base training config, axes to vary, zipped axes, filters and resources."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .._units import parse_count
+from ..errors import ConfigError
+
+# Axes with a meaning of their own; any other axis must be a dotted config key (`optim.lr`).
+NAMED_AXES = (
+    "block",
+    "scaling",
+    "depths",
+    "widening",
+    "depth_grid",
+    "width_grid",
+    "kernel_size",
+    "activation",
+    "normalization",
+    "method",
+    "seed",
+)
+SCALING_RULES = ("compound", "depth", "width")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A parsed sweep file; `axes` and each group of `zipped` map axis name -> list of values."""
+
+    name: str
+    base: Path
+    overrides: tuple[str, ...] = ()
+    axes: dict[str, list[Any]] = field(default_factory=dict)
+    zipped: tuple[dict[str, list[Any]], ...] = ()
+    macs_window: tuple[int | None, int | None] = (None, None)
+    params_window: tuple[int | None, int | None] = (None, None)
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    threads: int | None = None
+    output: Path | None = None
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep YAML file; relative paths in it are relative to the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("sweep", str(path), "an existing sweep YAML file")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError("sweep", type(raw).__name__, f"a mapping at the top of {path}")
+    return parse_sweep(raw, root=path.parent, default_name=path.stem)
+
+
+def parse_sweep(raw: dict[str, Any], *, root: Path, default_name: str = "sweep") -> SweepSpec:
+    """Validate a sweep mapping (the YAML file's content) into a `SweepSpec`."""
+    known = {"name", "base", "overrides", "axes", "zip", "filters", "resources", "output"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(unknown[0], raw[unknown[0]], f"one of the sweep keys {sorted(known)}")
+    if "base" not in raw:
+        raise ConfigError("base", None, "the path of the base training config")
+    resources = raw.get("resources") or {}
+    _check_keys("resources", resources, {"num_cpus", "num_gpus", "threads"})
+    filters = raw.get("filters") or {}
+    _check_keys("filters", filters, {"macs", "params"})
+    zipped = tuple(_parse_axes(f"zip[{i}]", group) for i, group in enumerate(raw.get("zip") or []))
+    for i, group in enumerate(zipped):
+        lengths = {len(values) for values in group.values()}
+        if len(lengths) > 1:
+            raise ConfigError(f"zip[{i}]", {k: len(v) for k, v in group.items()}, "equal lengths")
+    spec = SweepSpec(
+        name=_slug(str(raw.get("name", default_name)), "name"),
+        base=(root / str(raw["base"])).resolve(),
+        overrides=_parse_overrides(raw.get("overrides")),
+        axes=_parse_axes("axes", raw.get("axes") or {}),
+        zipped=zipped,
+        macs_window=_window("filters.macs", filters.get("macs")),
+        params_window=_window("filters.params", filters.get("params")),
+        num_cpus=float(resources.get("num_cpus", 1)),
+        num_gpus=float(resources.get("num_gpus", 0)),
+        threads=resources.get("threads"),
+        output=(root / str(raw["output"])).resolve() if raw.get("output") else None,
+    )
+    _check_axis_names(spec)
+    return spec
+
+
+def _check_keys(where: str, mapping: Any, allowed: set[str]) -> None:
+    if not isinstance(mapping, dict):
+        raise ConfigError(where, mapping, "a mapping")
+    for key in mapping:
+        if key not in allowed:
+            raise ConfigError(f"{where}.{key}", mapping[key], f"one of {sorted(allowed)}")
+
+
+def _slug(text: str, where: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
+        raise ConfigError(where, text, "letters, digits, '.', '_' or '-'")
+    return text
+
+
+def _parse_overrides(raw: Any) -> tuple[str, ...]:
+    """Fixed overrides: a list of `key=value` strings or a mapping key -> value."""
+    if raw is None:
+        return ()
+    if isinstance(raw, dict):
+        return tuple(format_override(key, value) for key, value in raw.items())
+    if isinstance(raw, list) and all(isinstance(item, str) and "=" in item for item in raw):
+        return tuple(raw)
+    raise ConfigError("overrides", raw, "a list of 'key=value' strings or a mapping")
+
+
+def format_override(key: str, value: Any) -> str:
+    """`key=value` with the value in YAML flow style, as `rrn train` parses it."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return f"{key}={text.removesuffix('...').strip()}"
+
+
+def _parse_axes(where: str, raw: Any) -> dict[str, list[Any]]:
+    if not isinstance(raw, dict):
+        raise ConfigError(where, raw, "a mapping of axis name -> list of values")
+    axes = {}
+    for name, values in raw.items():
+        if name == "scaling":
+            axes[name] = _scaling_values(f"{where}.scaling", values)
+        elif name in ("depth_grid", "width_grid"):
+            axes[name] = _stage_grid(f"{where}.{name}", values)
+        elif isinstance(values, list) and values:
+            axes[name] = values
+        else:
+            raise ConfigError(f"{where}.{name}", values, "a non-empty list of values")
+    return axes
+
+
+def _scaling_values(where: str, raw: Any) -> list[dict[str, Any]]:
+    """RobustScaling points: `{targets: [...], rules: [...]}` (their product) or a list of them."""
+    if isinstance(raw, dict):
+        targets = raw.get("targets")
+        rules = raw.get("rules", ["compound"])
+        if not isinstance(targets, list) or not targets or not isinstance(rules, list):
+            raise ConfigError(where, raw, "{targets: [20M, ...], rules: [compound, ...]}")
+        points = [{"rule": rule, "target": target} for rule in rules for target in targets]
+    elif isinstance(raw, list) and raw and all(isinstance(p, dict) for p in raw):
+        points = [{"rule": p.get("rule", "compound"), "target": p.get("target")} for p in raw]
+    else:
+        raise ConfigError(where, raw, "{targets: [...], rules: [...]} or a list of {rule, target}")
+    for point in points:
+        if point["rule"] not in SCALING_RULES:
+            raise ConfigError(f"{where}.rule", point["rule"], f"one of {list(SCALING_RULES)}")
+        point["target"] = parse_count(point["target"], field=f"{where}.target")
+    return points
+
+
+def _stage_grid(where: str, raw: Any) -> list[list[Any]]:
+    """A per-stage grid: one list of candidate values for each stage."""
+    if not isinstance(raw, list) or not raw or not all(isinstance(s, list) and s for s in raw):
+        raise ConfigError(where, raw, "one non-empty list of values per stage, e.g. [[2, 4], [2]]")
+    return raw
+
+
+def _window(where: str, raw: Any) -> tuple[int | None, int | None]:
+    if raw is None:
+        return (None, None)
+    if not isinstance(raw, list) or len(raw) != 2:
+        raise ConfigError(where, raw, "[low, high] with null for an open end, e.g. [4G, 6G]")
+    low, high = (None if v is None else parse_count(v, field=where) for v in raw)
+    if low is not None and high is not None and low > high:
+        raise ConfigError(where, raw, "low <= high")
+    return (low, high)
+
+
+def _check_axis_names(spec: SweepSpec) -> None:
+    """Every axis is named or a dotted config key, appears once, and none contradicts another."""
+    seen: set[str] = set()
+    for group in (spec.axes, *spec.zipped):
+        for name in group:
+            if name not in NAMED_AXES and "." not in name:
+                raise ConfigError(
+                    f"axes.{name}", name, f"one of {list(NAMED_AXES)} or a.dotted.key"
+                )
+            if name in seen:
+                raise ConfigError(f"axes.{name}", name, "each axis once (in axes or one zip group)")
+            seen.add(name)
+    arch_axes = seen & {"depths", "widening", "depth_grid", "width_grid"}
+    if "scaling" in seen and arch_axes:
+        raise ConfigError(
+            "axes.scaling", sorted(arch_axes), "no depth or width axis beside scaling"
+        )
+    for explicit, grid in (("depths", "depth_grid"), ("widening", "width_grid")):
+        if explicit in seen and grid in seen:
+            raise ConfigError(f"axes.{grid}", grid, f"either {explicit} or {grid}, not both")

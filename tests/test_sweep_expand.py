@@ -1,0 +1,128 @@
+"""Sweep files: parsing, expansion into trials (grids, zip), names, and the checks on bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from robustresnet.errors import ConfigError
+from robustresnet.sweep.expand import expand
+from robustresnet.sweep.spec import load_sweep, parse_sweep
+
+
+def _sweep(axes=None, **extra):
+    return parse_sweep({"base": "base.yaml", "axes": axes or {}, **extra}, root=Path("/tmp"))
+
+
+def test_product_of_axes_with_readable_deterministic_names():
+    sweep = _sweep(
+        {"block": ["basic_block", "robust_res_block"], "method": ["trades"], "seed": [0, 1]}
+    )
+    names = [t.name for t in expand(sweep)]
+    assert names == ["basic-trades-s0", "basic-trades-s1", "rrb-trades-s0", "rrb-trades-s1"]
+    assert names == [t.name for t in expand(sweep)]  # same file, same names
+    assert {t.group for t in expand(sweep)} == {"basic-trades", "rrb-trades"}
+
+
+def test_per_stage_grids_are_products_over_stages():
+    sweep = _sweep({"depth_grid": [[2, 3], [2], [1, 2]], "width_grid": [[4], [4, 6], [2]]})
+    trials = expand(sweep)
+    assert len(trials) == 2 * 1 * 2 * (1 * 2 * 1)
+    assert trials[0].values == {"depths": [2, 2, 1], "widening": [4, 4, 2]}
+    assert trials[0].name == "d2-2-1-w4-4-2"
+    assert len({t.name for t in trials}) == len(trials)
+
+
+def test_paper_example_name():
+    sweep = _sweep(
+        {
+            "block": ["robust_res_block"],
+            "depths": [[14, 14, 7]],
+            "widening": [[5, 7, 3]],
+            "method": ["trades"],
+            "seed": [0],
+        }
+    )
+    assert expand(sweep)[0].name == "rrb-d14-14-7-w5-7-3-trades-s0"
+
+
+def test_zip_varies_axes_together_and_multiplies_with_the_rest():
+    sweep = _sweep(
+        {"seed": [0, 1]},
+        zip=[{"depths": [[2, 2, 1], [4, 4, 2]], "widening": [[2, 2, 1], [4, 4, 2]]}],
+    )
+    trials = expand(sweep)
+    assert [t.name for t in trials] == [
+        "d2-2-1-w2-2-1-s0",
+        "d4-4-2-w4-4-2-s0",
+        "d2-2-1-w2-2-1-s1",
+        "d4-4-2-w4-4-2-s1",
+    ]
+
+
+def test_scaling_targets_and_rules_and_dotted_axes():
+    sweep = _sweep(
+        {
+            "scaling": {"targets": ["20M", "1.5G"], "rules": ["compound", "depth"]},
+            "optim.lr": [0.1, 0.05],
+        }
+    )
+    trials = expand(sweep)
+    assert len(trials) == 8
+    assert trials[0].values["scaling"] == {"rule": "compound", "target": 20_000_000}
+    assert trials[0].name == "compound20M-lr0.1"
+    assert "depth1.5G-lr0.05" in {t.name for t in trials}
+
+
+def test_filters_and_resources_are_parsed():
+    sweep = _sweep(
+        {"seed": [0]},
+        filters={"macs": ["4G", "6G"], "params": [None, "50M"]},
+        resources={"num_cpus": 2, "num_gpus": 0.5},
+    )
+    assert sweep.macs_window == (4 * 10**9, 6 * 10**9)
+    assert sweep.params_window == (None, 50 * 10**6)
+    assert (sweep.num_cpus, sweep.num_gpus) == (2.0, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"axes": {"colour": ["red"]}}, "axes.colour"),
+        ({"axes": {"seed": []}}, "axes.seed"),
+        ({"axes": {"seed": [0]}, "zip": [{"seed": [1]}]}, "axes.seed"),
+        ({"axes": {"scaling": {"targets": ["5G"]}, "depths": [[1, 1, 1]]}}, "axes.scaling"),
+        ({"axes": {"scaling": {"targets": ["5G"], "rules": ["diagonal"]}}}, "axes.scaling.rule"),
+        ({"axes": {"scaling": {"targets": ["lots"]}}}, "axes.scaling.target"),
+        ({"zip": [{"depths": [[1, 1, 1]], "widening": [[1, 1, 1], [2, 2, 2]]}]}, "zip[0]"),
+        ({"filters": {"macs": ["6G", "4G"]}}, "filters.macs"),
+        ({"filters": {"flops": [1, 2]}}, "filters.flops"),
+        ({"grid": {}}, "grid"),
+    ],
+)
+def test_bad_sweep_files_name_the_field(raw, field):
+    with pytest.raises(ConfigError) as info:
+        parse_sweep({"base": "base.yaml", **raw}, root=Path("/tmp"))
+    assert info.value.field == field
+
+
+def test_name_clash_is_refused():
+    sweep = _sweep({"optim.lr": [0.1, 0.10]})
+    with pytest.raises(ConfigError, match="distinct trial names"):
+        expand(sweep)
+
+
+def test_load_sweep_resolves_paths_relative_to_the_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "study.yaml"
+    path.write_text(
+        yaml.safe_dump({"base": "../base.yaml", "output": "out", "axes": {"seed": [0]}})
+    )
+    sweep = load_sweep(path)
+    assert sweep.name == "study"
+    assert sweep.base == (tmp_path / "base.yaml").resolve()
+    assert sweep.output == (tmp_path / "sub" / "out").resolve()
+    with pytest.raises(ConfigError, match="existing sweep YAML"):
+        load_sweep(tmp_path / "missing.yaml")
