@@ -14,7 +14,9 @@ from robustresnet.train import setup
 from robustresnet.train.config import load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-FILES = sorted(CONFIGS.rglob("*.yaml"))
+SWEEPS = CONFIGS / "sweeps"  # sweep files (tested in test_sweep_files.py) and their base configs
+FILES = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent != SWEEPS)
+BASES = sorted(SWEEPS.glob("*-base.yaml"))
 CLASSES = {"cifar10": 10, "cifar100": 100, "digits": 10}
 
 
@@ -36,7 +38,7 @@ def _built(spec):
     return build_model(spec, device="meta")
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(CONFIGS)))
+@pytest.mark.parametrize("path", FILES + BASES, ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_config_builds(path):
     config = load_config(path)
     classes = CLASSES[config.data.name]
