@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from robustresnet.arch.blocks import RobustResBlock
@@ -25,13 +24,3 @@ def check_trains(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     no_grad = {n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()}
     assert no_grad == unused_parameters(model)
     return logits
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared, oversubscribed CPU the
-    OpenMP barriers of two threads make them ~10x slower; restore the count afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

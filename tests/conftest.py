@@ -12,11 +12,16 @@ SHARED = REPO.parent / "shared"
 REFERENCE = SHARED / "reference"
 
 
+# Tiny test models gain nothing from intra-op threads, and on a shared CPU the OpenMP barriers
+# of two threads made them 10-80x slower (measured): one thread, set before any fixture runs.
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
-    """Every test starts from the same global seed and two threads, as on CI."""
+    """Every test starts from the same global seed and one intra-op thread."""
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     yield
 
 

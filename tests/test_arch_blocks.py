@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _arch_checks import check_trains, single_thread, unused_parameters  # noqa: F401
+from _arch_checks import check_trains, unused_parameters
 
 from robustresnet import ArchSpec, StageSpec, build_model
 from robustresnet.arch.blocks import BLOCKS, make_stage

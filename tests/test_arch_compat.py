@@ -8,7 +8,6 @@ import pathlib
 import numpy as np
 import pytest
 import torch
-from _arch_checks import single_thread  # noqa: F401 (autouse fixture)
 from safetensors import safe_open
 
 from robustresnet import CheckpointError, build_model, get_spec, load_weights, save_weights

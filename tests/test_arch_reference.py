@@ -7,7 +7,6 @@ import re
 
 import pytest
 import torch
-from _arch_checks import single_thread  # noqa: F401 (autouse fixture)
 from safetensors.torch import load_file
 
 from robustresnet import build_model, load_weights

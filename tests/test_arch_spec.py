@@ -6,7 +6,6 @@ import dataclasses
 import warnings
 
 import pytest
-from _arch_checks import single_thread  # noqa: F401 (autouse fixture)
 
 from robustresnet import ArchSpec, ConfigError, StageSpec, build_model, get_spec
 from robustresnet.arch.zoo import PRESETS

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 import torch
-from _arch_checks import check_trains, single_thread  # noqa: F401 (autouse fixture)
+from _arch_checks import check_trains
 
 from robustresnet import ArchSpec, ConfigError, build_model, get_spec, resolve_spec
 from robustresnet.arch.zoo import PRESETS

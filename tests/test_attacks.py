@@ -13,12 +13,6 @@ from robustresnet.attacks import autoattack, fgsm, frozen, perturb, pgd, predict
 from robustresnet.attacks.pgd import cross_entropy_loss, margin_loss
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread: on a shared 2-core machine two OpenMP threads run up to 80x slower."""
-    torch.set_num_threads(1)
-
-
 def accuracy(model, x, y) -> float:
     return (predict(model, x).argmax(1) == y).float().mean().item()
 

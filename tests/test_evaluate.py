@@ -16,15 +16,8 @@ from robustresnet.evaluate import EvaluationWarning, evaluate, merge_reports, to
 ATTACKS = ("clean", "fgsm", "pgd20", "cw40", "aa:attacks=apgd-ce+apgd-t")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread: on a shared 2-core machine two OpenMP threads run up to 80x slower."""
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def full_report():
-    torch.set_num_threads(1)  # module fixtures run before the function-scoped one above
     x, y = held_out(120)
     with torch.random.fork_rng():
         return evaluate(trained_mlp(), x, y, attacks=ATTACKS, eps=0.1, batch_size=50)

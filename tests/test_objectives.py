@@ -15,12 +15,6 @@ from robustresnet.train.objectives import make_objective
 EPS = 8 / 255
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run faster on one intra-op thread on the shared CPU."""
-    torch.set_num_threads(1)
-
-
 def tiny_model() -> nn.Module:
     return nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1, bias=False),

@@ -133,3 +133,14 @@ def test_cli_rejects_an_unknown_key(tmp_path, capsys):
     assert main(["train", str(config), "optim.lr_max=0.2", "--out", str(tmp_path / "r")]) == 2
     assert "optim.lr_max" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_rrn_eval_of_a_run_directory_reads_the_runs_dataset_at_its_input_size(tmp_path, capsys):
+    from robustresnet.cli import main
+
+    run = train(tiny_config(schedule={"epochs": 1}), tmp_path / "run", quiet=True)  # 8x8 digits
+    own = json.loads((run / "report.json").read_text())
+    assert main(["eval", str(run), "-n", "64", "--attacks", "clean", "--json", "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["source"]["data"] == "digits/test"
+    assert report["flags"]["clean"] == own["flags"]["clean"]

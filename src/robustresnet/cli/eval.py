@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,10 @@ from .._io import write_text
 from ..arch import ArchSpec, build_model, load_weights, resolve_spec
 from ..arch.zoo import PRESETS, apply_overrides, canonical_preset
 from ..attacks.spec import parse_number
-from ..data import load_dataset
+from ..data import ImageDataset, load_dataset
 from ..errors import CheckpointError, ConfigError
 from ..evaluate import DEFAULT_ATTACKS, evaluate, to_markdown
+from ..train.config import load_config
 from ._common import add_output_flags, example_epilog, print_json
 
 _RUN_WEIGHTS = ("best", "last", "ema")  # weights/NAME.safetensors of a training run, in this order
@@ -46,8 +48,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--num-classes", type=int, help="override the spec's class count")
     parser.add_argument("--activation", help="one activation for every stage (e.g. silu)")
     parser.add_argument("--mean", help="in-model input normalisation, e.g. cifar10")
-    parser.add_argument("--data", default="cifar10", help="dataset name (default: cifar10)")
-    parser.add_argument("--root", help="data folder (default: $RRN_DATA or ./data)")
+    parser.add_argument("--data", help="dataset (default: the run directory's, else cifar10)")
+    parser.add_argument("--root", help="data folder (default: the run's, $RRN_DATA or ./data)")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("-n", type=int, help="number of samples (default: all)")
     parser.add_argument("--offset", type=int, default=0, help="index of the first sample")
@@ -116,15 +118,35 @@ def _metadata_spec(weights: Path) -> ArchSpec:
     )
 
 
+def _dataset(args: argparse.Namespace, input_size: Callable[[int], int]) -> ImageDataset:
+    """--data, else the run directory's training dataset (with its reader options), else CIFAR-10;
+    digits are presented at the model's input size, any other size mismatch is an error."""
+    name, root, options = args.data, args.root, {}
+    run_config = Path(args.checkpoint) / "config.yaml"
+    if name is None and run_config.is_file():
+        data = load_config(run_config).data
+        name, root, options = data.name, root or data.root, dict(data.options)
+    name = name or "cifar10"
+    dataset = load_dataset(name, root, split=args.split, quiet=args.quiet, **options)
+    size = input_size(len(dataset.classes))
+    if dataset.images.shape[-1] != size and name == "digits" and "size" not in options:
+        dataset = load_dataset(name, root, split=args.split, quiet=args.quiet, size=size)
+    if dataset.images.shape[-1] != size:
+        raise ConfigError(
+            "--data", f"{name} at {dataset.images.shape[-1]}px", f"{size}px images (model input)"
+        )
+    return dataset
+
+
 def run(args: argparse.Namespace) -> int:
     """Build and load the model, read the data, evaluate, write and print the report."""
     eps = parse_number(args.eps, "--eps")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dataset = load_dataset(args.data, args.root, split=args.split, quiet=args.quiet)
+    weights = _weights_path(Path(args.checkpoint), args.weights)
+    dataset = _dataset(args, lambda classes: _spec(args, weights, classes).input_size)
     stop = len(dataset.labels) if args.n is None else args.offset + args.n
     if not 0 <= args.offset < stop <= len(dataset.labels):
         raise ConfigError("-n/--offset", (args.n, args.offset), f"a range in 0..{len(dataset)}")
-    weights = _weights_path(Path(args.checkpoint), args.weights)
     model = load_weights(build_model(_spec(args, weights, len(dataset.classes))), weights)
     model = model.to(device).eval()
     if not args.no_channels_last:
