@@ -125,7 +125,18 @@ class ResidualSEBottleneck(PreActBottleneck):
         return out + shortcut + self.se(self.se_bn(out))
 
 
-class PostActBottleneck(Block):
+class _PostActThreeConv(Block):
+    """Three conv-BN layers post-activation: act after the first two and after the add."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.shortcut is None else self.shortcut(x)
+        out = self.act(self.bn1(self.conv1(x)))
+        out = self.act(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.act(out + shortcut)
+
+
+class PostActBottleneck(_PostActThreeConv):
     """The original ResNet bottleneck: (1×1, k×k, 1×1) each conv-BN(-act), add, act."""
 
     expansion = 4
@@ -155,12 +166,6 @@ class PostActBottleneck(Block):
         self.bn3 = norm(out_ch, **fk)
         self.shortcut = projection(in_ch, out_ch, stride, norm=norm, **fk)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.shortcut is None else self.shortcut(x)
-        out = self.act(self.bn1(self.conv1(x)))
-        out = self.act(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.act(out + shortcut)
 
 
 class InvertedBottleneck(Block):
@@ -202,7 +207,7 @@ class InvertedBottleneck(Block):
         return out + shortcut
 
 
-class PostActInvertedBottleneck(Block):
+class PostActInvertedBottleneck(_PostActThreeConv):
     """Post-activation inverted bottleneck: conv-BN-act twice, conv-BN, add, act."""
 
     hidden_ratio = 4
@@ -232,12 +237,6 @@ class PostActInvertedBottleneck(Block):
         self.bn3 = norm(planes, **fk)
         self.shortcut = projection(in_ch, planes, stride, norm=norm, **fk)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.shortcut is None else self.shortcut(x)
-        out = self.act(self.bn1(self.conv1(x)))
-        out = self.act(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.act(out + shortcut)
 
 
 class MultiScaleBottleneck(Block):
