@@ -167,7 +167,6 @@ class PostActBottleneck(_PostActThreeConv):
         self.shortcut = projection(in_ch, out_ch, stride, norm=norm, **fk)
 
 
-
 class InvertedBottleneck(Block):
     """Pre-activation inverted bottleneck (MobileNetV2): 1×1 up to 4·planes, depthwise k×k, 1×1."""
 
@@ -236,7 +235,6 @@ class PostActInvertedBottleneck(_PostActThreeConv):
         self.conv3 = conv(hidden, planes, 1, **fk)
         self.bn3 = norm(planes, **fk)
         self.shortcut = projection(in_ch, planes, stride, norm=norm, **fk)
-
 
 
 class MultiScaleBottleneck(Block):

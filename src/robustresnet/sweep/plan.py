@@ -22,17 +22,10 @@ STAGE_FIELDS = ("block", "kernel_size", "activation", "normalization")
 # Axes that are plain config fields of `rrn train`.
 CONFIG_KEYS = {"method": "objective.name", "seed": "run.seed"}
 SPECS_DIR = "specs"
-SCALING_FIELDS = (
-    "stem_channels",
-    "num_classes",
-    "in_channels",
-    "input_size",
-    "scales",
-    "base_width",
-    "cardinality",
-    "se_reduction",
-    "mean",
-    "std",
+# What a RobustScaling trial keeps from the base network: every ArchSpec field but its stages
+# (which scaling replaces) and its name (the trial's own).
+SCALING_FIELDS = tuple(
+    f.name for f in dataclasses.fields(ArchSpec) if f.name not in ("stages", "name")
 )
 
 
