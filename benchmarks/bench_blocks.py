@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _machine import describe, load_average
 from torch import nn
 
 from robustresnet._io import write_text
@@ -169,28 +168,10 @@ TABLE_HEAD = (
 )
 
 
-def machine(threads: int) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        models = [
-            ln.split(":", 1)[1].strip()
-            for ln in cpuinfo.read_text().splitlines()
-            if ln.startswith("model name")
-        ]
-        cpu = models[0] if models else cpu
-    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads, {date}"
-
-
 def allocator() -> str:
     """The glibc malloc settings from the environment, which decide page-fault costs here."""
     tuned = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
     return " ".join(f"{k}={v}" for k, v in tuned.items()) or "glibc defaults"
-
-
-def load() -> str:
-    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "n/a"
 
 
 def section(rows: list[dict], args: argparse.Namespace, loads: tuple[str, str]) -> str:
@@ -202,9 +183,9 @@ def section(rows: list[dict], args: argparse.Namespace, loads: tuple[str, str]) 
         [
             HEADING,
             "",
-            f"Machine: {machine(args.threads)}. Load average {loads[0]} at the start and "
-            f"{loads[1]} at the end: the machine was shared with other agents while measured, "
-            "so absolute figures are noisy; each ratio comes from the same interleaved run "
+            f"Machine: {describe(args.threads)} at the start, {loads[1]} at the end (other work "
+            "on the cores makes absolute figures noisy); each ratio comes from the same "
+            "interleaved run "
             f"(basic, straightforward, ours; {args.repeats} repeats, median, about "
             f"{args.min_time} s each; clock: {CLOCK_NAMES[args.clock]}). "
             f"Allocator: {allocator()}.",
@@ -259,12 +240,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     formats = [name == "channels_last" for name in args.layouts.split(",")]
     dtypes = [name == "bf16" for name in args.dtypes.split(",")]
-    loads = [load()]
+    loads = [load_average()]
     print(TABLE_HEAD)
     rows = []
     for size in args.sizes.split(","):
         rows += measure(size, args.passes.split(","), formats, dtypes, args)
-    loads.append(load())
+    loads.append(load_average())
     text = section(rows, args, tuple(loads))
     print()
     print(text)

@@ -15,14 +15,13 @@ are deterministic and their accuracies can be asserted equal.
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _machine import describe
 
 from robustresnet import ArchSpec, StageSpec, build_model, evaluate, pgd
 from robustresnet.attacks import predict
@@ -121,13 +120,6 @@ def run_interleaved(variants: dict, repeats: int) -> dict[str, tuple[list[float]
     return {name: (seconds[name], accuracy[name]) for name in variants}
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=256, help="test images for PGD-20")
@@ -190,14 +182,11 @@ def check_equal(pgd_results, aa_results) -> None:
 
 
 def report(args, pgd_results, aa_results, *, clean_accuracy: float) -> str:
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         HEADING,
         "",
-        f"Machine: {cpu_model()}, {torch.get_num_threads()} torch thread(s) of 2 cores, torch "
-        f"{torch.__version__}, Python {platform.python_version()}, {date}. Shared with up to 5 "
-        "other agents while measured: absolute figures are noisy; ratios come from the same "
-        "interleaved run.",
+        f"Machine: {describe(torch.get_num_threads())} (other work on the cores makes absolute "
+        "figures noisy); ratios come from the same interleaved run.",
         f"Model: WRN-10-1 (one basic block per stage, 16/32/64 channels), trained here with "
         f"PGD-2 for {args.epochs} epochs on digits (clean accuracy {clean_accuracy:.1%} on the "
         f"first {args.n} test "

@@ -9,15 +9,14 @@ CIFAR-shaped random uint8 data (50,000 x 3x32x32), batch 128, random crop (4-pix
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _machine import describe
 from torch.utils.data import DataLoader, Dataset
 
 from robustresnet._io import write_text
@@ -77,28 +76,13 @@ def methods(images: torch.Tensor, labels: torch.Tensor, workers: list[int]) -> d
     return table
 
 
-def machine() -> str:
-    """CPU model, cores, torch version, date."""
-    model = "unknown CPU"
-    if Path("/proc/cpuinfo").is_file():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (
-        f"{model}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"Python {platform.python_version()}, {today}"
-    )
-
-
 def report(medians: dict[str, float], runs: dict[str, list[float]], args) -> str:
     ours = medians["DeviceLoader (ours, in-process)"]
     lines = [
         SECTION,
         "",
-        f"Machine: {machine()}. Shared with up to 5 other agents while measured, so absolute "
-        f"figures are noisy; ratios come from the same interleaved run.",
+        f"Machine: {describe(args.threads)} (other work on the cores makes absolute figures "
+        "noisy); ratios come from the same interleaved run.",
         f"Setting: 50,000 x 3x32x32 random uint8 images, batch 128, crop (pad 4) + flip + float; "
         f"{args.batches} batches per measurement after one warm-up batch; {args.rounds} "
         f"interleaved rounds, median; torch threads {args.threads} in the main process "

@@ -12,13 +12,13 @@ Same network, batch and optimizer; variants timed in interleaved repeats, median
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from _machine import describe
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -206,12 +206,7 @@ def main() -> None:
         "robust-mid": ("robust_res_block", (3, 3, 2), (4, 4, 2)),
         "wrn-mid": ("basic_block", (3, 3, 2), (4, 4, 2)),
     }
-    machine = platform.processor() or platform.machine()
-    print(
-        f"torch {torch.__version__}, {machine}, {args.threads} threads, batch {args.batch}, "
-        f"{args.repeats} repeats",
-        flush=True,
-    )
+    print(f"{describe(args.threads)}; batch {args.batch}, {args.repeats} repeats", flush=True)
     print(
         "| network | objective | variant | images/CPU-s | GFLOP/CPU-s | speed-up (CPU) "
         "| speed-up (wall) | first step s (CPU / wall) |"

@@ -1,0 +1,35 @@
+"""The machine line every benchmark prints beside its figures: what ran them, how busy it was."""
+
+from __future__ import annotations
+
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what `platform` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def load_average() -> str:
+    """The 1-minute load average (other work on the cores skews absolute figures)."""
+    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "n/a"
+
+
+def describe(threads: int) -> str:
+    """CPU, cores, torch and Python versions, threads, date and the current load average."""
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, Python "
+        f"{platform.python_version()}, {threads} torch thread(s), {date}, load average "
+        f"{load_average()}"
+    )
