@@ -112,16 +112,22 @@ class PGDAT(Objective):
 
 
 @dataclass(frozen=True)
-class TRADES(Objective):
-    """Zhang et al. 2019: CE(clean) + beta * KL(p_clean || p_adv), KL inner maximisation."""
+class _KLRegularised(Objective):
+    """An objective with a beta-weighted KL term, attacked from x + 0.001·N(0, 1) by default."""
 
-    name: ClassVar[str] = "trades"
     beta: float = 6.0
     start: str = "normal"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(self.beta >= 0, "beta", self.beta, "a number >= 0")
+
+
+@dataclass(frozen=True)
+class TRADES(_KLRegularised):
+    """Zhang et al. 2019: CE(clean) + beta * KL(p_clean || p_adv), KL inner maximisation."""
+
+    name: ClassVar[str] = "trades"
 
     def inner_loss(self, model: nn.Module, x: Tensor, y: Tensor) -> LossFn:
         """Per-sample KL(p_clean || p_adv), p_clean from the frozen (eval-mode) model."""
@@ -142,16 +148,10 @@ class TRADES(Objective):
 
 
 @dataclass(frozen=True)
-class MART(Objective):
+class MART(_KLRegularised):
     """Wang et al. 2020: boosted CE on adversarial + beta * KL weighted by 1 - p_y(clean)."""
 
     name: ClassVar[str] = "mart"
-    beta: float = 6.0
-    start: str = "normal"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check(self.beta >= 0, "beta", self.beta, "a number >= 0")
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor) -> tuple[Tensor, Metrics]:
         """BCE(adv) = CE(adv) - log(1 - max_{k != y} p_k(adv)); KL(p_clean || p_adv)(1 - p_y)."""
