@@ -11,9 +11,9 @@ from typing import Any
 from ..arch import ArchSpec
 from ..arch.profile import profile
 from ..arch.scaling import robust_scaling
-from ..arch.zoo import apply_overrides, resolve_spec
 from ..errors import ConfigError
 from ..train.config import ModelConfig, load_config
+from ..train.setup import resolve_model_spec
 from .expand import Trial, expand
 from .spec import SweepSpec, format_override
 
@@ -40,7 +40,7 @@ class Plan:
 def plan_sweep(sweep: SweepSpec, out_dir: str | Path) -> Plan:
     """Expand, size and filter a sweep; every trial's config is validated here, before running."""
     base_config = load_config(sweep.base, sweep.overrides)
-    base = base_spec(base_config.model)
+    base = resolve_model_spec(base_config.model)
     kept, excluded = [], []
     for trial in expand(sweep):
         try:
@@ -59,16 +59,6 @@ def plan_sweep(sweep: SweepSpec, out_dir: str | Path) -> Plan:
         else:
             kept.append(trial)
     return Plan(trials=kept, excluded=excluded)
-
-
-def base_spec(model: ModelConfig) -> ArchSpec:
-    """The network of the base config, as the trainer resolves it (before the dataset check)."""
-    changes: dict[str, Any] = {"num_classes": model.num_classes, "activation": model.activation}
-    if model.name is not None:
-        return resolve_spec(model.name, **changes)
-    if model.spec is not None:
-        return apply_overrides(ArchSpec.from_dict(model.spec), **changes)
-    return apply_overrides(ArchSpec.from_reference(model.reference), **changes)
 
 
 def trial_spec(base: ArchSpec, values: dict[str, Any]) -> ArchSpec:

@@ -74,19 +74,25 @@ def build_data(config: ExperimentConfig, world: World, device: torch.device) -> 
     return Data(loader, val_set, test_set, len(train_set.classes))
 
 
-def build_spec(cfg: ModelConfig, num_classes: int, image_shape: tuple[int, ...]) -> ArchSpec:
-    """The network's ArchSpec, checked against the dataset's classes and image shape."""
+def resolve_model_spec(cfg: ModelConfig, num_classes: int | None = None) -> ArchSpec:
+    """The `model` section's ArchSpec with its overrides; a preset named without
+    `model.num_classes` takes `num_classes` (the dataset's) when given."""
     if cfg.name is not None:
         spec = resolve_spec(cfg.name)
-        if cfg.num_classes is None and not Path(cfg.name).exists():
+        if num_classes is not None and cfg.num_classes is None and not Path(cfg.name).exists():
             spec = spec.replace(num_classes=num_classes)  # a preset takes the dataset's classes
     elif cfg.spec is not None:
         spec = ArchSpec.from_dict(cfg.spec)
     else:
         spec = ArchSpec.from_reference(cfg.reference)
-    spec = apply_overrides(
+    return apply_overrides(
         spec, num_classes=cfg.num_classes, activation=cfg.activation, mean=cfg.mean, std=cfg.std
     )
+
+
+def build_spec(cfg: ModelConfig, num_classes: int, image_shape: tuple[int, ...]) -> ArchSpec:
+    """The network's ArchSpec, checked against the dataset's classes and image shape."""
+    spec = resolve_model_spec(cfg, num_classes)
     if spec.num_classes != num_classes:
         raise ConfigError(
             "model.num_classes",
