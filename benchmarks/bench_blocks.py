@@ -8,7 +8,8 @@ about the same size for input gradients), training step 3·2·MACs (forward, inp
 gradients). Both networks are counted the same way, so the ratio is the ratio of work per second.
 
 Variants timed interleaved (basic, straightforward RobustResBlock, ours; repeat; median):
-`straightforward` runs every block's `reference_forward`, the authors' step-by-step formulation.
+`straightforward` is the authors' computation (`_authors.py`): every block's `reference_forward`
+and native BatchNorm2d.
 
     PYTHONPATH=src python benchmarks/bench_blocks.py --sizes tiny,mid --write
 """
@@ -24,12 +25,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _authors import authors_version
 from _machine import describe, load_average
 from torch import nn
 
 from robustresnet._io import write_text
 from robustresnet.arch import ArchSpec, StageSpec, build_model
-from robustresnet.arch.blocks import RobustResBlock
 from robustresnet.arch.profile import profile
 
 # name: (depths, widening, batch)
@@ -52,14 +53,6 @@ def spec_for(block: str, size: str) -> ArchSpec:
         for i, (d, w) in enumerate(zip(depths, widening, strict=True))
     )
     return ArchSpec(stages=stages)
-
-
-def straightforward(model: nn.Module) -> nn.Module:
-    """The model with every RobustResBlock running its step-by-step definition."""
-    for m in model.modules():
-        if isinstance(m, RobustResBlock):
-            m.forward = m.reference_forward
-    return model
 
 
 def make_step(model: nn.Module, kind: str, batch: int, channels_last: bool, bf16: bool) -> Callable:
@@ -128,7 +121,7 @@ def measure(size: str, kinds, formats, dtypes, args: argparse.Namespace) -> list
                 torch.manual_seed(0)
                 models = {
                     "basic": build_model(specs["basic"]),
-                    "straightforward": straightforward(build_model(specs["robust"])),
+                    "straightforward": authors_version(build_model(specs["robust"])),
                     "ours": build_model(specs["robust"]),
                 }
                 steps = {

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _authors import authors_version
 from _machine import describe
 
 from robustresnet import ArchSpec, StageSpec, build_model, evaluate, pgd
@@ -139,8 +140,9 @@ def main() -> None:
     test = load_dataset("digits", split="test")
     images, labels = test.images[: args.n], test.labels[: args.n]
     attack = "pgd20:random_start=0"
+    authors = authors_version(model)
     variants = {
-        "baseline loop": lambda: baseline_pgd(model, images, labels, args.batch_size),
+        "baseline loop": lambda: baseline_pgd(authors, images, labels, args.batch_size),
         "pgd(), every sample, channels_last": lambda: pgd_every_sample(
             fast, images, labels, args.batch_size
         ),
@@ -157,7 +159,7 @@ def main() -> None:
     aa_results = run_interleaved(
         {
             "pyautoattack on the plain model": lambda: baseline_autoattack(
-                model, aa_images, aa_labels, args.batch_size
+                authors, aa_images, aa_labels, args.batch_size
             ),
             "ours (adapter, frozen, channels_last)": lambda: ours(
                 fast, aa_images, aa_labels, args.batch_size, aa

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from _authors import authors_version
 from _machine import describe
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -96,7 +97,7 @@ def make_steps(
     def optimizer_for(model):
         return build_optimizer(model, lr=0.01, weight_decay=2e-4)
 
-    reference = _copy(template)
+    reference = authors_version(_copy(template))
     ref_opt = optimizer_for(reference)
     steps = {"reference": lambda: reference_step(reference, ref_opt, x, y, objective_name)}
     objective = make_objective(objective_name)

@@ -19,13 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import act_fresh, bn_affine, foldable, folded
+
 
 def supported(block: nn.Module, x: torch.Tensor) -> bool:
     """Whether `fast_forward` applies: BatchNorm2d with running statistics, a real tensor."""
     norms = [block.bn2, block.se_bn, *block.bn3]
     return (
         not x.is_meta
-        and all(type(n) is nn.BatchNorm2d and n.affine and n.track_running_stats for n in norms)
+        and all(foldable(n) for n in norms)
         and len({(n.eps, n.momentum) for n in block.bn3}) == 1
     )
 
@@ -34,30 +36,13 @@ def fast_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """`block.reference_forward(x)`, computed with fewer kernels where the block allows it."""
     if not supported(block, x):
         return block.reference_forward(x)
-    shortcut = x if block.shortcut is None else block.shortcut(_act(block.act, block.bn1(x)))
+    shortcut = x if block.shortcut is None else block.shortcut(act_fresh(block.act, block.bn1(x)))
     if block.training:
-        h = _act(block.act, block.bn2(block.conv1(x)))
+        h = act_fresh(block.act, block.bn2(block.conv1(x)))
         return _se_residual_train(block, block.conv3(_mix_train(block, h)), shortcut)
     weight, bias = folded(block.conv1.weight, block.bn2)
-    h = _act(block.act, F.conv2d(x, weight, bias))
+    h = act_fresh(block.act, F.conv2d(x, weight, bias))
     return _se_residual_eval(block, block.conv3(_mix_eval(block, h)), shortcut)
-
-
-def folded(weight: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of conv-then-BN in eval mode as a single conv."""
-    scale, shift = _bn_affine(bn)
-    return weight * scale.view(-1, 1, 1, 1), shift
-
-
-def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode BN as y = scale·x + shift per channel."""
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    return scale, bn.bias - bn.running_mean * scale
-
-
-def _act(act: nn.Module, t: torch.Tensor) -> torch.Tensor:
-    """`act(t)` for a fresh `t` nobody else holds; ReLU in place (its backward needs only y)."""
-    return t.relu_() if type(act) is nn.ReLU else act(t)
 
 
 def _mix_eval(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
@@ -68,7 +53,7 @@ def _mix_eval(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
         weight = torch.cat([w for w, _ in params])
         bias = torch.cat([b for _, b in params])
         y = _chunk_conv(convs[0], h[:, : width * len(convs)], weight, bias, len(convs))
-        return torch.cat([_act(block.act, y), block.pool(h[:, width * len(convs) :])], dim=1)
+        return torch.cat([act_fresh(block.act, y), block.pool(h[:, width * len(convs) :])], dim=1)
     return _chain(block, h, lambda k, t: _chunk_conv(convs[k], t, *params[k]))
 
 
@@ -78,7 +63,7 @@ def _mix_train(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
     if block.pool is not None:
         weight = torch.cat([c.weight for c in convs])
         y = _chunk_conv(convs[0], h[:, : width * len(convs)], weight, None, len(convs))
-        y = _act(block.act, batch_norm_concat(y, block.bn3))
+        y = act_fresh(block.act, batch_norm_concat(y, block.bn3))
         return torch.cat([y, block.pool(h[:, width * len(convs) :])], dim=1)
     return _chain(block, h, lambda k, t: block.bn3[k](convs[k](t)))
 
@@ -94,7 +79,7 @@ def _chain(block: nn.Module, h: torch.Tensor, step: Callable) -> torch.Tensor:
     in_place = not torch.is_grad_enabled()  # then h may be overwritten: it becomes the output
     ys, prev = [], None
     for k, chunk in enumerate(chunks[:-1]):
-        prev = _act(block.act, step(k, chunk if prev is None else chunk + prev))
+        prev = act_fresh(block.act, step(k, chunk if prev is None else chunk + prev))
         if in_place:
             chunk.copy_(prev)
         else:
@@ -129,7 +114,7 @@ def batch_norm_concat(y: torch.Tensor, norms: Sequence[nn.BatchNorm2d]) -> torch
 
 def _se_residual_eval(block: nn.Module, o: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
     """o + shortcut + z·gate(z), z = se_bn(o) = s·o + t: o·(1 + s·gate) + t·gate + shortcut."""
-    scale, shift = _bn_affine(block.se_bn)
+    scale, shift = bn_affine(block.se_bn)
     gate = block.se.fc(o.mean(dim=(2, 3)) * scale + shift)
     # In the result's dtype: mixed dtypes (bf16 autocast) take a slow unvectorised path.
     dtype = torch.result_type(o, shortcut)

@@ -51,6 +51,45 @@ class ChannelLayerNorm(nn.LayerNorm):
         return y.permute(0, 3, 1, 2)
 
 
+def bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode BN as y = scale·x + shift per channel: (scale, shift), each of shape (C,)."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
+def foldable(norm: nn.Module) -> bool:
+    """Whether `norm` is an affine BatchNorm2d with running statistics (foldable in eval mode)."""
+    return isinstance(norm, nn.BatchNorm2d) and norm.affine and norm.track_running_stats
+
+
+def folded(weight: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of conv-then-BN in eval mode as a single conv."""
+    scale, shift = bn_affine(bn)
+    return weight * scale.view(-1, 1, 1, 1), shift
+
+
+def act_fresh(act: nn.Module, t: torch.Tensor) -> torch.Tensor:
+    """`act(t)` for a fresh `t` nobody else holds; ReLU in place (its backward needs only y)."""
+    return t.relu_() if type(act) is nn.ReLU else act(t)
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """`nn.BatchNorm2d` (same function, parameters and state_dict) whose eval mode is one
+    per-channel multiply-add.
+
+    Attacks backpropagate through eval-mode BN at every step; the multiply-add's backward is a
+    single multiply, about 2.5x cheaper on CPU than native batch_norm's (PGD-20: ~20% per step).
+    Meta tensors keep the native op, which the MAC profiler counts by the paper's rules.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or x.is_meta or not foldable(self):
+            return super().forward(x)
+        self._check_input_dim(x)
+        scale, shift = (t.to(x.dtype).view(1, -1, 1, 1) for t in bn_affine(self))
+        return torch.addcmul(shift, x, scale)
+
+
 def group_count(channels: int) -> int:
     """Groups of GroupNorm: C/8 as the authors use, else the largest divisor of C below C/8."""
     target = max(1, channels // 8)
@@ -67,7 +106,7 @@ def _instancenorm(channels: int, **factory) -> nn.Module:
 
 
 NORMS: Mapping[str, NormFactory] = {
-    "batchnorm": nn.BatchNorm2d,
+    "batchnorm": BatchNorm2d,
     "groupnorm": _groupnorm,
     "layernorm": ChannelLayerNorm,
     "instancenorm": _instancenorm,
