@@ -9,6 +9,15 @@ from pathlib import Path
 
 import torch
 
+from robustresnet import keep_freed_memory
+
+
+def allocator() -> str:
+    """Apply rrn's malloc setting (both sides of each comparison share the process); say which."""
+    if keep_freed_memory():
+        return "malloc keeps freed memory (rrn's setting, both sides)"
+    return "glibc malloc defaults"
+
 
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo, else what `platform` knows."""
@@ -30,6 +39,6 @@ def describe(threads: int) -> str:
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, Python "
-        f"{platform.python_version()}, {threads} torch thread(s), {date}, load average "
-        f"{load_average()}"
+        f"{platform.python_version()}, {threads} torch thread(s), {allocator()}, {date}, load "
+        f"average {load_average()}"
     )

@@ -17,7 +17,6 @@ and native BatchNorm2d.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from _authors import authors_version
-from _machine import describe, load_average
+from _machine import allocator, describe, load_average
 from torch import nn
 
 from robustresnet._io import write_text
@@ -161,12 +160,6 @@ TABLE_HEAD = (
 )
 
 
-def allocator() -> str:
-    """The glibc malloc settings from the environment, which decide page-fault costs here."""
-    tuned = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
-    return " ".join(f"{k}={v}" for k, v in tuned.items()) or "glibc defaults"
-
-
 def section(rows: list[dict], args: argparse.Namespace, loads: tuple[str, str]) -> str:
     sizes = ", ".join(
         f"{name} (depths {SIZES[name][0]}, widening {SIZES[name][1]}, batch {SIZES[name][2]})"
@@ -225,6 +218,7 @@ def main() -> None:
     )
     parser.add_argument("--write", action="store_true", help="write the table to RESULTS.md")
     args = parser.parse_args()
+    allocator()  # rrn's malloc setting, before anything is timed
     args.command_line = " ".join(
         f"--{k.replace('_', '-')} {v}"
         for k, v in vars(args).items()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from _authors import authors_version
-from _machine import describe
+from _machine import allocator, describe
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -200,6 +200,7 @@ def main() -> None:
     parser.add_argument("--nets", default="robust-small,wrn-small,wrn-mid")
     parser.add_argument("--variants", default=",".join(v[0] for v in VARIANTS))
     args = parser.parse_args()
+    allocator()  # rrn's malloc setting, before anything is timed
     torch.set_num_threads(args.threads)
     nets = {
         "robust-small": ("robust_res_block", (2, 2, 1), (2, 2, 1)),

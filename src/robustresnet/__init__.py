@@ -1,5 +1,6 @@
 """RobustResNets: the CVPR 2023 design space, zoo, scaling rule, training and evaluation."""
 
+from ._malloc import keep_freed_memory
 from .arch import (
     ArchSpec,
     StageSpec,
@@ -46,5 +47,6 @@ __all__ = [
     "ConfigError",
     "DataError",
     "RobustResNetError",
+    "keep_freed_memory",
     "__version__",
 ]

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 
+from .._malloc import keep_freed_memory
 from ..errors import RobustResNetError
 
 # Each module defines `add_parser(subparsers)` returning its parser with `func` set.
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `rrn`; library errors become one clear line and exit code 2."""
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     try:
         return args.func(args) or 0
     except RobustResNetError as err:
