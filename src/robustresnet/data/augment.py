@@ -45,12 +45,11 @@ def random_crop_flip(
     dy, dx = (draws[:2] * span).long()
     # Buffer 0 is the zero-padded batch; buffer 1 is the same bytes in reverse order (padding is
     # symmetric, so it is the padding of the reversed batch).
-    buffers = images.new_zeros(2 if flip else 1, n, c, ph, pw)
-    inner = buffers[:, :, :, padding : padding + h, padding : padding + w]
-    inner[0] = images
+    buffers = images.new_empty(2 if flip else 1, n, c, ph, pw)
+    buffers[0].zero_()[:, :, padding : padding + h, padding : padding + w] = images
     starts = _row_starts(n, c, h, ph, pw, str(images.device)) + (dy * pw + dx)[:, None]
     if flip:
-        inner[1] = images.reshape(-1).flip(0).view(n, c, h, w)
+        buffers[1].view(-1).copy_(buffers[0].view(-1).flip(0))
         # The row starting at s, read backwards, is the forward run ending at 2*size - 1 - s.
         mirrored = 2 * buffers[0].numel() - w - starts
         starts = torch.where(draws[2, :, None] < 0.5, mirrored, starts)

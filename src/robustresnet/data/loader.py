@@ -100,11 +100,11 @@ class DeviceLoader:
         extra = self._extra_indices(self.epoch) if self.extra is not None else None
         for step in range(self.position, len(self)):
             chosen = base[step * self.base_count : (step + 1) * self.base_count]
-            x, y = self.images.index_select(0, chosen), self.labels[chosen]
+            x, y = self.images.index_select(0, chosen), self.labels.index_select(0, chosen)
             if extra is not None:
                 picked = extra[step * self.extra_count : (step + 1) * self.extra_count]
                 x = torch.cat([x, self.extra[0].index_select(0, picked)])
-                y = torch.cat([y, self.extra[1][picked]])
+                y = torch.cat([y, self.extra[1].index_select(0, picked)])
             batch = self._augment(x, step), y
             self.position = step + 1
             yield batch
