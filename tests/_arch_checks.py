@@ -24,3 +24,16 @@ def check_trains(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     no_grad = {n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()}
     assert no_grad == unused_parameters(model)
     return logits
+
+
+def randomise_batchnorms(module: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
+    """Give every BatchNorm2d non-trivial affine parameters and running statistics (in place)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5, generator=generator)
+                m.bias.normal_(0.0, 0.2, generator=generator)
+                m.running_mean.normal_(0.0, 0.2, generator=generator)
+                m.running_var.uniform_(0.5, 1.5, generator=generator)
+    return module

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _arch_checks import randomise_batchnorms
 from torch import nn
 
 from robustresnet.arch.blocks import PreActBasicBlock
@@ -13,13 +14,7 @@ from robustresnet.arch.layers import NORMS, BatchNorm2d
 
 def _pair(channels: int = 6) -> tuple[nn.BatchNorm2d, BatchNorm2d]:
     """nn.BatchNorm2d and ours with the same random parameters and running statistics."""
-    generator = torch.Generator().manual_seed(0)
-    native = nn.BatchNorm2d(channels)
-    with torch.no_grad():
-        native.weight.uniform_(0.5, 1.5, generator=generator)
-        native.bias.normal_(0.0, 0.3, generator=generator)
-        native.running_mean.normal_(0.0, 0.3, generator=generator)
-        native.running_var.uniform_(0.3, 2.0, generator=generator)
+    native = randomise_batchnorms(nn.BatchNorm2d(channels))
     ours = BatchNorm2d(channels)
     ours.load_state_dict(native.state_dict())
     return native, ours
@@ -71,17 +66,6 @@ def test_wrong_rank_is_rejected_as_natively():
         ours.eval()(torch.randn(2, 6))
 
 
-def _randomise_norms(module: nn.Module) -> None:
-    generator = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5, generator=generator)
-                m.bias.normal_(0.0, 0.3, generator=generator)
-                m.running_mean.normal_(0.0, 0.3, generator=generator)
-                m.running_var.uniform_(0.3, 2.0, generator=generator)
-
-
 class _Definition(nn.Module):
     """The pre-activation basic block step by step, with native BatchNorm2d."""
 
@@ -101,7 +85,7 @@ class _Definition(nn.Module):
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_basic_block_eval_matches_its_definition(in_ch, stride, layout):
     block = PreActBasicBlock(in_ch, 8, stride)
-    _randomise_norms(block)
+    randomise_batchnorms(block, seed=2)
     block.eval().to(memory_format=layout)
     x = torch.randn(3, in_ch, 6, 6).contiguous(memory_format=layout)
     results = []

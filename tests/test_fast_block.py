@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from _arch_checks import randomise_batchnorms
 from torch import nn
 
 from robustresnet.arch import ArchSpec, StageSpec, build_model
@@ -24,15 +25,7 @@ def _block(in_ch: int, stride: int, act: str = "relu", norm: str = "batchnorm") 
     block = RobustResBlock(
         in_ch, 32, stride, act=ACTIVATIONS[act], norm=NORMS[norm], se_reduction=16
     )
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in block.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5, generator=generator)
-                m.bias.normal_(0.0, 0.2, generator=generator)
-                m.running_mean.normal_(0.0, 0.2, generator=generator)
-                m.running_var.uniform_(0.5, 1.5, generator=generator)
-    return block
+    return randomise_batchnorms(block)
 
 
 class Reference(nn.Module):
