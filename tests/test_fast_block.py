@@ -84,6 +84,25 @@ def test_fast_equals_definition(in_ch, stride, act, training):
 
 
 @pytest.mark.parametrize(("in_ch", "stride"), GEOMETRIES)
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_frozen_eval_input_gradient(in_ch, stride, layout):
+    """An attack's pass (eval, parameters frozen): output and input gradient as the definition's."""
+    fast = _block(in_ch, stride).eval().requires_grad_(False).to(memory_format=layout)
+    x = torch.randn(4, in_ch, 8, 8).contiguous(memory_format=layout)
+    results = []
+    for model in (fast, Reference(fast)):
+        xg = x.clone().requires_grad_(True)
+        out = model(xg)
+        (grad,) = torch.autograd.grad(
+            (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), xg
+        )
+        results.append((out, grad))
+    (out, grad), (ref_out, ref_grad) = results
+    _close(out, ref_out, "output")
+    _close(grad, ref_grad, "input gradient")
+
+
+@pytest.mark.parametrize(("in_ch", "stride"), GEOMETRIES)
 def test_fast_without_grad(in_ch, stride):
     """No-grad inference (the in-place path) gives the definition's output, input untouched."""
     block = _block(in_ch, stride).eval()

@@ -115,6 +115,9 @@ def batch_norm_concat(y: torch.Tensor, norms: Sequence[nn.BatchNorm2d]) -> torch
 def _se_residual_eval(block: nn.Module, o: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
     """o + shortcut + z·gate(z), z = se_bn(o) = s·o + t: o·(1 + s·gate) + t·gate + shortcut."""
     scale, shift = bn_affine(block.se_bn)
+    frozen = not any(p.requires_grad for p in (*block.se.parameters(), *block.se_bn.parameters()))
+    if torch.is_grad_enabled() and frozen:  # an attack step: the hand-written backward
+        return _FrozenSEResidual.apply(o, shortcut, scale, shift, block.se.fc)
     gate = block.se.fc(o.mean(dim=(2, 3)) * scale + shift)
     # In the result's dtype: mixed dtypes (bf16 autocast) take a slow unvectorised path.
     dtype = torch.result_type(o, shortcut)
@@ -123,6 +126,39 @@ def _se_residual_eval(block: nn.Module, o: torch.Tensor, shortcut: torch.Tensor)
     if torch.is_grad_enabled() or dtype != o.dtype:
         return torch.addcmul(shortcut + offset, o, factor)
     return torch.addcmul(shortcut, o, factor, out=o).add_(offset)
+
+
+class _FrozenSEResidual(torch.autograd.Function):
+    """`_se_residual_eval` with the SE and se_bn frozen, differentiable in o and shortcut.
+
+    Autograd's backward writes five activation-sized tensors (the products, the mean's expanded
+    gradient, their sum); this one writes two: g·o for the gate's gradient, and
+    dL/do = g·factor + dL/dmean / HW in one multiply-add. Attacks run it at every step.
+    """
+
+    @staticmethod
+    def forward(ctx, o, shortcut, scale, shift, fc):
+        z = o.mean(dim=(2, 3)) * scale + shift
+        gate = fc(z)
+        dtype = torch.result_type(o, shortcut)
+        factor = (1 + scale * gate)[:, :, None, None]
+        y = torch.addcmul(shortcut, o, factor.to(dtype))
+        y.add_((shift * gate)[:, :, None, None].to(dtype))
+        ctx.save_for_backward(o, z, scale, shift, factor)
+        ctx.fc = fc
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        o, z, scale, shift, factor = ctx.saved_tensors
+        sum_go = (grad * o).sum(dim=(2, 3), dtype=torch.float32)
+        sum_g = grad.sum(dim=(2, 3), dtype=torch.float32)
+        with torch.enable_grad():  # the SE's small MLP, differentiated at z
+            z = z.detach().requires_grad_(True)
+            (d_z,) = torch.autograd.grad(ctx.fc(z), z, scale * sum_go + shift * sum_g)
+        d_mean = (d_z * scale / (o.shape[2] * o.shape[3]))[:, :, None, None]
+        grad_o = torch.addcmul(d_mean.to(grad.dtype), grad, factor.to(grad.dtype))
+        return grad_o, grad, None, None, None
 
 
 def _se_residual_train(block: nn.Module, o: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
