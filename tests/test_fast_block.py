@@ -8,6 +8,7 @@ import pytest
 import torch
 from _arch_checks import randomise_batchnorms
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from robustresnet.arch import ArchSpec, StageSpec, build_model
 from robustresnet.arch._fast_block import supported
@@ -112,6 +113,8 @@ def test_frozen_eval_input_gradient(in_ch, stride, layout):
     (out, grad), (ref_out, ref_grad) = results
     _close(out, ref_out, "output")
     _close(grad, ref_grad, "input gradient")
+    with FlopCounterMode(display=False):  # its backward hooks see a plain backward, no nesting
+        fast(x.clone().requires_grad_(True)).sum().backward()
 
 
 @pytest.mark.parametrize(("in_ch", "stride"), GEOMETRIES)
@@ -135,6 +138,25 @@ def test_bf16_autocast(in_ch, stride):
         out, ref_out = block(x), block.reference_forward(x)
     assert out.dtype == ref_out.dtype
     torch.testing.assert_close(out.float(), ref_out.float(), atol=0.05, rtol=0.02)
+
+
+def test_frozen_bf16_attack_step():
+    """An attack step under bf16 autocast: the input gradient is no further from the fp32
+    definition's than the definition's own under bf16 (twice that, at most)."""
+    block = _block(64, 1).eval().requires_grad_(False)
+    x = torch.randn(4, 64, 8, 8)
+
+    def input_grad(model: nn.Module, bf16: bool) -> torch.Tensor:
+        xg = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(xg)
+        return torch.autograd.grad(out.float().square().sum(), xg)[0]
+
+    exact = input_grad(Reference(block), False)
+    ours = input_grad(block, True)
+    assert ours.dtype == torch.float32
+    definition_error = (input_grad(Reference(block), True) - exact).abs().max()
+    assert (ours - exact).abs().max() <= 2 * definition_error
 
 
 def test_other_norms_run_the_definition():

@@ -77,7 +77,8 @@ def _se_residual_eval(block: nn.Module, o: torch.Tensor, shortcut: torch.Tensor)
     scale, shift = bn_affine(block.se_bn)
     frozen = not any(p.requires_grad for p in (*block.se.parameters(), *block.se_bn.parameters()))
     if torch.is_grad_enabled() and frozen:  # an attack step: the hand-written backward
-        return _FrozenSEResidual.apply(o, shortcut, scale, shift, block.se.fc)
+        fc = block.se.fc
+        return _FrozenSEResidual.apply(o, shortcut, scale, shift, fc[0].weight, fc[2].weight)
     gate = block.se.fc(o.mean(dim=(2, 3)) * scale + shift)
     # In the result's dtype: mixed dtypes (bf16 autocast) take a slow unvectorised path.
     dtype = torch.result_type(o, shortcut)
@@ -93,29 +94,30 @@ class _FrozenSEResidual(torch.autograd.Function):
 
     Autograd's backward writes five activation-sized tensors (the products, the mean's expanded
     gradient, their sum); this one writes two: g·o for the gate's gradient, and
-    dL/do = g·factor + dL/dmean / HW in one multiply-add. Attacks run it at every step.
+    dL/do = g·factor + dL/dmean / HW in one multiply-add. The SE's small MLP (linear, ReLU,
+    linear, sigmoid; weights w1, w2) is differentiated by hand, with no nested autograd call.
+    Attacks run it at every step.
     """
 
     @staticmethod
-    def forward(ctx, o, shortcut, scale, shift, fc):
-        z = o.mean(dim=(2, 3)) * scale + shift
-        gate = fc(z)
+    def forward(ctx, o, shortcut, scale, shift, w1, w2):
+        hidden = F.linear(o.mean(dim=(2, 3)) * scale + shift, w1).relu()
+        gate = F.linear(hidden, w2).sigmoid()
         dtype = torch.result_type(o, shortcut)
         factor = (1 + scale * gate)[:, :, None, None]
         y = torch.addcmul(shortcut, o, factor.to(dtype))
         y.add_((shift * gate)[:, :, None, None].to(dtype))
-        ctx.save_for_backward(o, z, scale, shift, factor)
-        ctx.fc = fc
+        ctx.save_for_backward(o, scale, shift, w1, w2, hidden, gate, factor)
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        o, z, scale, shift, factor = ctx.saved_tensors
+        o, scale, shift, w1, w2, hidden, gate, factor = ctx.saved_tensors
         sum_go = (grad * o).sum(dim=(2, 3), dtype=torch.float32)
         sum_g = grad.sum(dim=(2, 3), dtype=torch.float32)
-        with torch.enable_grad():  # the SE's small MLP, differentiated at z
-            z = z.detach().requires_grad_(True)
-            (d_z,) = torch.autograd.grad(ctx.fc(z), z, scale * sum_go + shift * sum_g)
-        d_mean = (d_z * scale / (o.shape[2] * o.shape[3]))[:, :, None, None]
-        grad_o = torch.addcmul(d_mean.to(grad.dtype), grad, factor.to(grad.dtype))
-        return grad_o, grad, None, None, None
+        gate = gate.float()
+        d_logits = (scale * sum_go + shift * sum_g) * gate * (1 - gate)
+        d_hidden = (d_logits @ w2.float()) * (hidden > 0)
+        d_mean = (d_hidden @ w1.float()) * scale / (o.shape[2] * o.shape[3])
+        grad_o = torch.addcmul(d_mean[:, :, None, None].to(grad.dtype), grad, factor.to(grad.dtype))
+        return grad_o, grad, None, None, None, None
