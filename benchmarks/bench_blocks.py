@@ -20,15 +20,14 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from _authors import authors_version
 from _machine import allocator, describe, load_average
+from _results import record, run_heading
 from torch import nn
 
-from robustresnet._io import write_text
 from robustresnet.arch import ArchSpec, StageSpec, build_model
 from robustresnet.arch.profile import profile
 
@@ -40,7 +39,6 @@ SIZES = {
 }
 PASS_FLOPS = {"forward": 2, "attack": 4, "train": 6}  # FLOPs per MAC of one image
 HEADING = "## Block speed (issue 2)"
-RESULTS = Path(__file__).with_name("RESULTS.md")
 CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
 CLOCK_NAMES = {"wall": "wall time", "process": "CPU time of the process"}
 
@@ -167,7 +165,7 @@ def section(rows: list[dict], args: argparse.Namespace, loads: tuple[str, str]) 
     )
     return "\n".join(
         [
-            HEADING,
+            run_heading(),
             "",
             f"Machine: {describe(args.threads)} at the start, {loads[1]} at the end (other work "
             "on the cores makes absolute figures noisy); each ratio comes from the same "
@@ -187,18 +185,6 @@ def section(rows: list[dict], args: argparse.Namespace, loads: tuple[str, str]) 
             "",
         ]
     )
-
-
-def write_section(text: str) -> None:
-    """Replace (or append) this benchmark's section of RESULTS.md, leaving the others."""
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    start = old.find(HEADING)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = old.find("\n## ", start + len(HEADING))
-        new = old[:start] + text + (old[end + 1 :] if end >= 0 else "")
-    write_text(RESULTS, new)
 
 
 def main() -> None:
@@ -237,7 +223,7 @@ def main() -> None:
     print()
     print(text)
     if args.write:
-        write_section(text)
+        record(HEADING, text)
 
 
 if __name__ == "__main__":

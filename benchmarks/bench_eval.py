@@ -17,19 +17,18 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from _authors import authors_version
 from _machine import allocator, describe
+from _results import RESULTS, record, run_heading
 
 from robustresnet import ArchSpec, StageSpec, build_model, evaluate, pgd
 from robustresnet.attacks import predict
 from robustresnet.data import load_dataset
 
 EPS, STEP, STEPS = 8 / 255, 0.8 / 255, 20
-RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADING = "## Evaluation speed (issue 4)"
 
 
@@ -173,7 +172,7 @@ def main() -> None:
     print(text)
     check_equal(pgd_results, aa_results)
     if args.write:
-        write_section(text)
+        record(HEADING, text)
 
 
 def check_equal(pgd_results, aa_results) -> None:
@@ -186,7 +185,7 @@ def check_equal(pgd_results, aa_results) -> None:
 
 def report(args, pgd_results, aa_results, *, clean_accuracy: float) -> str:
     lines = [
-        HEADING,
+        run_heading(),
         "",
         f"Machine: {describe(torch.get_num_threads())} (other work on the cores makes absolute "
         "figures noisy); ratios come from the same interleaved run.",
@@ -225,16 +224,6 @@ def report(args, pgd_results, aa_results, *, clean_accuracy: float) -> str:
     )
     lines += ["", f"Command: `{command}`"]
     return "\n".join(lines) + "\n"
-
-
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it)."""
-    from robustresnet._io import write_text
-
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    head, found, rest = current.partition(HEADING)
-    tail = rest[rest.find("\n## ") + 1 :] if found and "\n## " in rest else ""
-    write_text(RESULTS, head.rstrip("\n") + "\n\n" + text + ("\n" + tail if tail else ""))
 
 
 if __name__ == "__main__":

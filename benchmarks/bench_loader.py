@@ -12,17 +12,15 @@ import argparse
 import os
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from _machine import allocator, describe
+from _results import RESULTS, record, run_heading
 from torch.utils.data import DataLoader, Dataset
 
-from robustresnet._io import write_text
 from robustresnet.data import DeviceLoader
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Loader speed (issue 3)"
 
 
@@ -102,7 +100,7 @@ def methods(images: torch.Tensor, labels: torch.Tensor, workers: list[int]) -> d
 
 def report(medians: dict[str, float], runs: dict[str, list[float]], table: dict, args) -> str:
     lines = [
-        SECTION,
+        run_heading(),
         "",
         f"Machine: {describe(max(args.workers + [1]))} (other work on the cores makes absolute "
         "figures noisy); ratios come from the same interleaved run.",
@@ -135,18 +133,6 @@ def report(medians: dict[str, float], runs: dict[str, list[float]], table: dict,
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) this benchmark's section of RESULTS.md."""
-    old = RESULTS.read_text() if RESULTS.is_file() else "# Benchmark results\n"
-    if SECTION in old:
-        head, rest = old.split(SECTION, 1)
-        tail = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
-        new = head + text + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    write_text(RESULTS, new)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -169,7 +155,7 @@ def main() -> None:
     text = report(medians, runs, table, args)
     print(text)
     if args.write:
-        write_section(text)
+        record(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ Same network, batch and optimizer; variants timed in interleaved repeats, median
 from __future__ import annotations
 
 import argparse
+import shlex
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -20,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from _authors import authors_version
 from _machine import allocator, describe
+from _results import RESULTS, record, run_heading
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -29,6 +32,7 @@ from robustresnet.train.objectives import make_objective
 from robustresnet.train.optim import build_optimizer
 
 EPS, STEP, STEPS = 8 / 255, 2 / 255, 10
+SECTION = "## Training step speed (issue 5)"
 # (name, precision, channels_last, compile)
 VARIANTS = [
     ("ours fp32", "fp32", False, False),
@@ -199,6 +203,7 @@ def main() -> None:
     parser.add_argument("--objectives", default="trades,pgd_at")
     parser.add_argument("--nets", default="robust-small,wrn-small,wrn-mid")
     parser.add_argument("--variants", default=",".join(v[0] for v in VARIANTS))
+    parser.add_argument("--write", action="store_true", help=f"record the table in {RESULTS}")
     args = parser.parse_args()
     allocator()  # rrn's malloc setting, before anything is timed
     torch.set_num_threads(args.threads)
@@ -208,12 +213,15 @@ def main() -> None:
         "robust-mid": ("robust_res_block", (3, 3, 2), (4, 4, 2)),
         "wrn-mid": ("basic_block", (3, 3, 2), (4, 4, 2)),
     }
-    print(f"{describe(args.threads)}; batch {args.batch}, {args.repeats} repeats", flush=True)
-    print(
+    lines = [
+        f"Machine: {describe(args.threads)}; batch {args.batch}, {args.repeats} interleaved "
+        "repeats, median.",
+        "",
         "| network | objective | variant | images/CPU-s | GFLOP/CPU-s | speed-up (CPU) "
-        "| speed-up (wall) | first step s (CPU / wall) |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+        "| speed-up (wall) | first step s (CPU / wall) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    print("\n".join(lines), flush=True)
     for net in args.nets.split(","):
         block, depths, widening = nets[net]
         template = network(block, depths, widening)
@@ -222,13 +230,17 @@ def main() -> None:
                 template, objective_name, args.batch, args.repeats, args.variants.split(",")
             )
             for row in rows:
-                print(
+                lines.append(
                     f"| {net} {depths}/{widening} | {objective_name} | {row['variant']} | "
                     f"{row['images_per_cpu_s']:.1f} | {row['gflop_per_cpu_s']:.1f} | "
                     f"{row['speedup_cpu']:.2f}x | {row['speedup_wall']:.2f}x | "
-                    f"{row['first_step_cpu_s']:.1f} / {row['first_step_wall_s']:.1f} |",
-                    flush=True,
+                    f"{row['first_step_cpu_s']:.1f} / {row['first_step_wall_s']:.1f} |"
                 )
+                print(lines[-1], flush=True)
+    command = " ".join(shlex.quote(a) for a in sys.argv[1:])
+    lines += ["", f"Command: `PYTHONPATH=src python benchmarks/bench_train_step.py {command}`"]
+    if args.write:
+        record(SECTION, "\n".join([run_heading(), "", *lines]))
 
 
 if __name__ == "__main__":
