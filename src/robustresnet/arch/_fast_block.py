@@ -21,14 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import act_fresh, bn_affine, foldable, folded
+from .layers import act_fresh, bn_affine, conv_like, folded, folds_in_eval
 
 
 def supported(block: nn.Module, x: torch.Tensor) -> bool:
     """Whether `fast_forward` applies: eval mode, BatchNorm2d with running statistics, a real
     tensor."""
-    norms = [block.bn2, block.se_bn, *block.bn3]
-    return not block.training and not x.is_meta and all(foldable(n) for n in norms)
+    return all(folds_in_eval(n, x) for n in (block.bn2, block.se_bn, *block.bn3))
 
 
 def fast_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -36,8 +35,7 @@ def fast_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if not supported(block, x):
         return block.reference_forward(x)
     shortcut = x if block.shortcut is None else block.shortcut(act_fresh(block.act, block.bn1(x)))
-    weight, bias = folded(block.conv1.weight, block.bn2)
-    h = act_fresh(block.act, F.conv2d(x, weight, bias))
+    h = act_fresh(block.act, conv_like(block.conv1, x, *folded(block.conv1.weight, block.bn2)))
     return _se_residual_eval(block, block.conv3(_mix_eval(block, h)), shortcut)
 
 
@@ -48,14 +46,9 @@ def _mix_eval(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
     if block.pool is not None:
         weight = torch.cat([w for w, _ in params])
         bias = torch.cat([b for _, b in params])
-        y = _chunk_conv(convs[0], h[:, : width * len(convs)], weight, bias, len(convs))
+        y = conv_like(convs[0], h[:, : width * len(convs)], weight, bias, len(convs))
         return torch.cat([act_fresh(block.act, y), block.pool(h[:, width * len(convs) :])], dim=1)
-    return _chain(block, h, lambda k, t: _chunk_conv(convs[k], t, *params[k]))
-
-
-def _chunk_conv(conv: nn.Conv2d, t, weight, bias, copies: int = 1) -> torch.Tensor:
-    """`conv`'s geometry with the given weight, over `copies` side-by-side chunks."""
-    return F.conv2d(t, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups * copies)
+    return _chain(block, h, lambda k, t: conv_like(convs[k], t, *params[k]))
 
 
 def _chain(block: nn.Module, h: torch.Tensor, step: Callable) -> torch.Tensor:
@@ -80,13 +73,18 @@ def _se_residual_eval(block: nn.Module, o: torch.Tensor, shortcut: torch.Tensor)
         fc = block.se.fc
         return _FrozenSEResidual.apply(o, shortcut, scale, shift, fc[0].weight, fc[2].weight)
     gate = block.se.fc(o.mean(dim=(2, 3)) * scale + shift)
-    # In the result's dtype: mixed dtypes (bf16 autocast) take a slow unvectorised path.
     dtype = torch.result_type(o, shortcut)
-    factor = (1 + scale * gate)[:, :, None, None].to(dtype)
-    offset = (shift * gate)[:, :, None, None].to(dtype)
+    factor, offset = _gate_terms(scale, shift, gate, dtype)
     if torch.is_grad_enabled() or dtype != o.dtype:
         return torch.addcmul(shortcut + offset, o, factor)
     return torch.addcmul(shortcut, o, factor, out=o).add_(offset)
+
+
+def _gate_terms(scale, shift, gate, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """factor = 1 + s·gate and offset = t·gate as (N, C, 1, 1) tensors of `dtype` (the result's:
+    mixed dtypes under bf16 autocast take a slow unvectorised path)."""
+    factor = (1 + scale * gate)[:, :, None, None]
+    return factor.to(dtype), (shift * gate)[:, :, None, None].to(dtype)
 
 
 class _FrozenSEResidual(torch.autograd.Function):
@@ -103,10 +101,8 @@ class _FrozenSEResidual(torch.autograd.Function):
     def forward(ctx, o, shortcut, scale, shift, w1, w2):
         hidden = F.linear(o.mean(dim=(2, 3)) * scale + shift, w1).relu()
         gate = F.linear(hidden, w2).sigmoid()
-        dtype = torch.result_type(o, shortcut)
-        factor = (1 + scale * gate)[:, :, None, None]
-        y = torch.addcmul(shortcut, o, factor.to(dtype))
-        y.add_((shift * gate)[:, :, None, None].to(dtype))
+        factor, offset = _gate_terms(scale, shift, gate, torch.result_type(o, shortcut))
+        y = torch.addcmul(shortcut, o, factor).add_(offset)
         ctx.save_for_backward(o, scale, shift, w1, w2, hidden, gate, factor)
         return y
 

@@ -57,15 +57,30 @@ def bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     return scale, bn.bias - bn.running_mean * scale
 
 
-def foldable(norm: nn.Module) -> bool:
-    """Whether `norm` is an affine BatchNorm2d with running statistics (foldable in eval mode)."""
-    return isinstance(norm, nn.BatchNorm2d) and norm.affine and norm.track_running_stats
+def folds_in_eval(norm: nn.Module, x: torch.Tensor) -> bool:
+    """Whether `norm`, applied to `x`, may run as the per-channel affine map of its running
+    statistics: an affine BatchNorm2d with running statistics, in eval mode, on a real tensor
+    (meta tensors keep the native ops, which the MAC profiler counts by the paper's rules)."""
+    return (
+        isinstance(norm, nn.BatchNorm2d)
+        and norm.affine
+        and norm.track_running_stats
+        and not norm.training
+        and not x.is_meta
+    )
 
 
 def folded(weight: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of conv-then-BN in eval mode as a single conv."""
     scale, shift = bn_affine(bn)
     return weight * scale.view(-1, 1, 1, 1), shift
+
+
+def conv_like(
+    conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor, bias, copies: int = 1
+) -> torch.Tensor:
+    """`conv`'s geometry with the given weight and bias, over `copies` side-by-side chunks."""
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups * copies)
 
 
 def act_fresh(act: nn.Module, t: torch.Tensor) -> torch.Tensor:
@@ -79,11 +94,10 @@ class BatchNorm2d(nn.BatchNorm2d):
 
     Attacks backpropagate through eval-mode BN at every step; the multiply-add's backward is a
     single multiply, about 2.5x cheaper on CPU than native batch_norm's (PGD-20: ~20% per step).
-    Meta tensors keep the native op, which the MAC profiler counts by the paper's rules.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training or x.is_meta or not foldable(self):
+        if not folds_in_eval(self, x):
             return super().forward(x)
         self._check_input_dim(x)
         scale, shift = (t.to(x.dtype).view(1, -1, 1, 1) for t in bn_affine(self))
