@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from datetime import datetime, timezone
@@ -12,8 +13,10 @@ import torch
 from robustresnet import keep_freed_memory
 
 
+@functools.cache
 def allocator() -> str:
-    """Apply rrn's malloc setting (both sides of each comparison share the process); say which."""
+    """Apply rrn's malloc setting once (both sides of each comparison share the process); say
+    which."""
     if keep_freed_memory():
         return "malloc keeps freed memory (rrn's setting, both sides)"
     return "glibc malloc defaults"

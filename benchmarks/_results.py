@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,6 +15,12 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 def run_heading() -> str:
     """The subsection heading of a run recorded now."""
     return f"### Run of {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+
+
+def command_line() -> str:
+    """The command that ran this benchmark (less --write): what repeats the measurement."""
+    args = [shlex.quote(a) for a in sys.argv[1:] if a != "--write"]
+    return " ".join(["PYTHONPATH=src python", f"benchmarks/{Path(sys.argv[0]).name}", *args])
 
 
 def record(section: str, text: str, path: Path = RESULTS) -> None:

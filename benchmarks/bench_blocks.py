@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from _authors import authors_version
 from _machine import allocator, describe, load_average
-from _results import record, run_heading
+from _results import command_line, record, run_heading
 from torch import nn
 
 from robustresnet.arch import ArchSpec, StageSpec, build_model
@@ -181,7 +181,7 @@ def section(rows: list[dict], args: argparse.Namespace, loads: tuple[str, str]) 
             TABLE_HEAD,
             *(table_line(r) for r in rows),
             "",
-            f"Command: `PYTHONPATH=src python benchmarks/bench_blocks.py {args.command_line}`",
+            f"Command: `{command_line()}`",
             "",
         ]
     )
@@ -205,11 +205,6 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="write the table to RESULTS.md")
     args = parser.parse_args()
     allocator()  # rrn's malloc setting, before anything is timed
-    args.command_line = " ".join(
-        f"--{k.replace('_', '-')} {v}"
-        for k, v in vars(args).items()
-        if k not in ("write", "command_line") and parser.get_default(k) != v
-    )
     torch.set_num_threads(args.threads)
     formats = [name == "channels_last" for name in args.layouts.split(",")]
     dtypes = [name == "bf16" for name in args.dtypes.split(",")]

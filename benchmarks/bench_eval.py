@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from _authors import authors_version
 from _machine import allocator, describe
-from _results import RESULTS, record, run_heading
+from _results import RESULTS, command_line, record, run_heading
 
 from robustresnet import ArchSpec, StageSpec, build_model, evaluate, pgd
 from robustresnet.attacks import predict
@@ -218,11 +218,7 @@ def report(args, pgd_results, aa_results, *, clean_accuracy: float) -> str:
         median = statistics.median(seconds)
         runs = ", ".join(f"{s:.1f}" for s in seconds)
         lines.append(f"| {name} | {median:.1f} | {runs} | {accuracy:.2%} | {base / median:.2f}x |")
-    command = (
-        f"PYTHONPATH=src python benchmarks/bench_eval.py -n {args.n} --aa-n {args.aa_n} "
-        f"--repeats {args.repeats}" + (" --bf16" if args.bf16 else "") + " --write"
-    )
-    lines += ["", f"Command: `{command}`"]
+    lines += ["", f"Command: `{command_line()}`"]
     return "\n".join(lines) + "\n"
 
 

@@ -9,14 +9,13 @@ CIFAR-shaped random uint8 data (50,000 x 3x32x32), batch 128, random crop (4-pix
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 from _machine import allocator, describe
-from _results import RESULTS, record, run_heading
+from _results import RESULTS, command_line, record, run_heading
 from torch.utils.data import DataLoader, Dataset
 
 from robustresnet.data import DeviceLoader
@@ -128,7 +127,7 @@ def report(medians: dict[str, float], runs: dict[str, list[float]], table: dict,
         f"Target (at least 10x over DataLoader with the same number of workers): {verdict}; the "
         f"smallest speed-up here is {worst:.1f}x.",
         "",
-        f"Command: `PYTHONPATH=src python benchmarks/bench_loader.py {args.argv}`",
+        f"Command: `{command_line()}`",
     ]
     return "\n".join(lines) + "\n"
 
@@ -141,7 +140,6 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help=f"write the table to {RESULTS}")
     args = parser.parse_args()
     allocator()  # rrn's malloc setting, before anything is timed
-    args.argv = " ".join(os.sys.argv[1:])
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (50_000, 3, 32, 32), dtype=torch.uint8, generator=generator)
     labels = torch.randint(0, 10, (50_000,), generator=generator)

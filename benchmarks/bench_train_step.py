@@ -12,9 +12,7 @@ Same network, batch and optimizer; variants timed in interleaved repeats, median
 from __future__ import annotations
 
 import argparse
-import shlex
 import statistics
-import sys
 import time
 from collections.abc import Callable
 
@@ -22,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from _authors import authors_version
 from _machine import allocator, describe
-from _results import RESULTS, record, run_heading
+from _results import RESULTS, command_line, record, run_heading
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -237,8 +235,7 @@ def main() -> None:
                     f"{row['first_step_cpu_s']:.1f} / {row['first_step_wall_s']:.1f} |"
                 )
                 print(lines[-1], flush=True)
-    command = " ".join(shlex.quote(a) for a in sys.argv[1:])
-    lines += ["", f"Command: `PYTHONPATH=src python benchmarks/bench_train_step.py {command}`"]
+    lines += ["", f"Command: `{command_line()}`"]
     if args.write:
         record(SECTION, "\n".join([run_heading(), "", *lines]))
 
