@@ -162,6 +162,22 @@ def test_state_from_another_setting_is_refused():
         DeviceLoader(images, labels, batch_size=8, train=True, seed=2).load_state_dict(state)
 
 
+@pytest.mark.parametrize("drop_last", [True, False])  # False: a short last batch
+def test_training_images_are_shifted_windows_of_their_source_some_mirrored(drop_last):
+    images, labels = _data(50)
+    loader = DeviceLoader(images, labels, batch_size=8, train=True, seed=2, drop_last=drop_last)
+    padded = F.pad(images, (4,) * 4)
+    seen, mirrored = 0, 0
+    for x, y in loader:
+        for image, index in zip((x * 255).round().to(torch.uint8), y, strict=True):
+            windows = [padded[index, :, i : i + 8, j : j + 8] for i in range(9) for j in range(9)]
+            plain = any(torch.equal(image, window) for window in windows)
+            flipped = any(torch.equal(image.flip(2), window) for window in windows)
+            assert plain or flipped, f"image of source {index} is no crop of it"
+            seen, mirrored = seen + 1, mirrored + (flipped and not plain)
+    assert seen == (48 if drop_last else 50) and 10 < mirrored < seen - 10
+
+
 def test_random_crop_is_the_padded_image_shifted_at_most_padding():
     images, _ = _data(64)
     out = random_crop(images, 4, torch.Generator().manual_seed(0))

@@ -15,10 +15,10 @@ import torch
 
 from ..errors import ConfigError
 from ._dataset import ImageDataset
-from .augment import random_crop_flip, random_rotation, to_float
+from .augment import CropFlip, random_rotation, to_float
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-_BASE, _EXTRA, _AUGMENT = 0, 1, 2  # independent random streams of one epoch
+_BASE, _EXTRA, _CROP_FLIP, _ROTATE = 0, 1, 2, 3  # independent random streams of one epoch
 
 
 def stream_seed(*parts: int) -> int:
@@ -71,6 +71,13 @@ class DeviceLoader:
         self.extra_count = round(batch_size * extra_fraction) if self.extra is not None else 0
         self.base_count = batch_size - self.extra_count
         self.epoch, self.position = 0, 0
+        shape = (batch_size, *self.images.shape[1:])
+        augments = train and (crop_padding > 0 or flip)
+        self.crop_flip = (
+            CropFlip(shape, padding=crop_padding, flip=flip, device=self.device)
+            if augments
+            else None
+        )
 
     def __len__(self) -> int:
         n = len(self.labels) // self.world_size if self.train else self._eval_range()[1]
@@ -98,6 +105,7 @@ class DeviceLoader:
             return
         base = self._base_indices(self.epoch)
         extra = self._extra_indices(self.epoch) if self.extra is not None else None
+        offsets = self._crop_flip_offsets(self.epoch)
         for step in range(self.position, len(self)):
             chosen = base[step * self.base_count : (step + 1) * self.base_count]
             x, y = self.images.index_select(0, chosen), self.labels.index_select(0, chosen)
@@ -105,18 +113,27 @@ class DeviceLoader:
                 picked = extra[step * self.extra_count : (step + 1) * self.extra_count]
                 x = torch.cat([x, self.extra[0].index_select(0, picked)])
                 y = torch.cat([y, self.extra[1].index_select(0, picked)])
-            batch = self._augment(x, step), y
+            batch = self._augment(x, offsets, step), y
             self.position = step + 1
             yield batch
         self.epoch, self.position = self.epoch + 1, 0
 
-    def _augment(self, x: torch.Tensor, step: int) -> torch.Tensor:
-        """Crop and flip on uint8, then floats, then rotation; seeded per batch for resume."""
-        generator = _generator(self.seed, self.epoch, _AUGMENT, self.rank, step)
-        if self.crop_padding or self.flip:
-            x = random_crop_flip(x, padding=self.crop_padding, flip=self.flip, generator=generator)
+    def _augment(self, x: torch.Tensor, offsets: torch.Tensor | None, step: int) -> torch.Tensor:
+        """Crop and flip on uint8, then floats, then rotation; seeded per epoch and batch."""
+        if offsets is not None:
+            x = self.crop_flip(x, offsets[step])
         x = to_float(x)
-        return random_rotation(x, self.rotation, generator) if self.rotation else x
+        if self.rotation:
+            generator = _generator(self.seed, self.epoch, _ROTATE, self.rank, step)
+            x = random_rotation(x, self.rotation, generator)
+        return x
+
+    def _crop_flip_offsets(self, epoch: int) -> torch.Tensor | None:
+        """The epoch's crop and flip draws, all batches at once (a batch then indexes them)."""
+        if self.crop_flip is None:
+            return None
+        generator = _generator(self.seed, epoch, _CROP_FLIP, self.rank)
+        return self.crop_flip.draw(len(self), generator)
 
     def _base_indices(self, epoch: int) -> torch.Tensor:
         """This rank's slice of the epoch's permutation of the base dataset (remainder dropped)."""
