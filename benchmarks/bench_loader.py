@@ -112,11 +112,16 @@ def report(medians: dict[str, float], runs: dict[str, list[float]], table: dict,
         "| loader | CPU workers | images/s (median) | runs | DeviceLoader speed-up |",
         "|---|---:|---:|---|---:|",
     ]
-    ours = {w: medians[name] for name, (_, w) in table.items() if name.startswith("DeviceLoader")}
+    # DeviceLoader runs with max(w, 1) threads, so 0 and 1 DataLoader workers share one row of ours
+    ours = {
+        max(w, 1): medians[name]
+        for name, (_, w) in table.items()
+        if name.startswith("DeviceLoader")
+    }
     ratios = []
     for name, (_, w) in table.items():
         each = ", ".join(f"{r / 1000:.0f}k" for r in runs[name])
-        ratio = ours[w] / medians[name]
+        ratio = ours[max(w, 1)] / medians[name]
         if not name.startswith("DeviceLoader"):
             ratios.append(ratio)
         lines.append(f"| {name} | {max(w, 1)} | {medians[name]:,.0f} | {each} | {ratio:.1f}x |")
