@@ -46,8 +46,11 @@ def _mix_eval(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
     if block.pool is not None:
         weight = torch.cat([w for w, _ in params])
         bias = torch.cat([b for _, b in params])
-        y = conv_like(convs[0], h[:, : width * len(convs)], weight, bias, len(convs))
-        return torch.cat([act_fresh(block.act, y), block.pool(h[:, width * len(convs) :])], dim=1)
+        # split, not two slices: its backward is one concatenation, not two zero-filled
+        # activation-sized tensors added together
+        mixed, last = h.split([width * len(convs), width], dim=1)
+        y = conv_like(convs[0], mixed, weight, bias, len(convs))
+        return torch.cat([act_fresh(block.act, y), block.pool(last)], dim=1)
     return _chain(block, h, lambda k, t: conv_like(convs[k], t, *params[k]))
 
 
