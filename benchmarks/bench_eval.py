@@ -21,6 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 from _authors import authors_version
+from _kernels import conv_table
 from _machine import allocator, describe
 from _results import RESULTS, command_line, record, run_heading
 
@@ -122,13 +123,19 @@ def run_interleaved(variants: dict, repeats: int) -> dict[str, tuple[list[float]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, default=256, help="test images for PGD-20")
+    parser.add_argument("-n", type=int, default=256, help="test images for PGD-20 (at most 355)")
     parser.add_argument("--aa-n", type=int, default=24, help="test images for AutoAttack")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=8, help="adversarial training epochs")
     parser.add_argument("--bf16", action="store_true", help="also time ours under bf16 autocast")
+    parser.add_argument(
+        "--conv-share",
+        action="store_true",
+        help="also profile one PGD-20 run of the fp32 variants: time in convolution kernels, "
+        "and the bound it puts on the speed-up",
+    )
     parser.add_argument("--write", action="store_true", help=f"write the table to {RESULTS}")
     args = parser.parse_args()
     allocator()  # rrn's malloc setting, before anything is timed
@@ -168,7 +175,12 @@ def main() -> None:
         max(1, args.repeats - 1),
     )
     clean = evaluate(model, images, labels, attacks=["clean"], sanity_checks=False)["accuracy"]
-    text = report(args, pgd_results, aa_results, clean_accuracy=clean["clean"])
+    text = report(args, pgd_results, aa_results, clean_accuracy=clean["clean"], count=len(labels))
+    if args.conv_share:
+        fp32 = {name: call for name, call in variants.items() if "bf16" not in name}
+        text += "\nPGD-20, one run of each, profiled:\n\n"
+        text += "\n".join(conv_table(fp32, baseline="baseline loop")) + "\n"
+    text += f"\nCommand: `{command_line()}`\n"
     print(text)
     check_equal(pgd_results, aa_results)
     if args.write:
@@ -183,7 +195,8 @@ def check_equal(pgd_results, aa_results) -> None:
     assert len(set(aa.values())) == 1, f"AutoAttack robust accuracy differs: {aa}"
 
 
-def report(args, pgd_results, aa_results, *, clean_accuracy: float) -> str:
+def report(args, pgd_results, aa_results, *, clean_accuracy: float, count: int) -> str:
+    """The tables; `count` images were attacked (the digits test split has 355)."""
     lines = [
         run_heading(),
         "",
@@ -191,12 +204,12 @@ def report(args, pgd_results, aa_results, *, clean_accuracy: float) -> str:
         "figures noisy); ratios come from the same interleaved run.",
         f"Model: WRN-10-1 (one basic block per stage, 16/32/64 channels), trained here with "
         f"PGD-2 for {args.epochs} epochs on digits (clean accuracy {clean_accuracy:.1%} on the "
-        f"first {args.n} test "
+        f"first {count} test "
         f"images). eps 8/255, PGD-20 step 0.8/255 without random start (deterministic, so both "
         f"sides are asserted equal), batch {args.batch_size}, {args.repeats} interleaved rounds, "
         "median.",
         "",
-        f"| PGD-20 on {args.n} images | images/s (median) | seconds per round | robust acc. |"
+        f"| PGD-20 on {count} images | images/s (median) | seconds per round | robust acc. |"
         " speed-up |",
         "|---|---:|---|---:|---:|",
     ]
@@ -205,7 +218,7 @@ def report(args, pgd_results, aa_results, *, clean_accuracy: float) -> str:
         median = statistics.median(seconds)
         runs = ", ".join(f"{s:.1f}" for s in seconds)
         lines.append(
-            f"| {name} | {args.n / median:.1f} | {runs} | {accuracy:.2%} | {base / median:.2f}x |"
+            f"| {name} | {count / median:.1f} | {runs} | {accuracy:.2%} | {base / median:.2f}x |"
         )
     lines += [
         "",
@@ -218,7 +231,6 @@ def report(args, pgd_results, aa_results, *, clean_accuracy: float) -> str:
         median = statistics.median(seconds)
         runs = ", ".join(f"{s:.1f}" for s in seconds)
         lines.append(f"| {name} | {median:.1f} | {runs} | {accuracy:.2%} | {base / median:.2f}x |")
-    lines += ["", f"Command: `{command_line()}`"]
     return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from _authors import authors_version
+from _kernels import conv_table
 from _machine import allocator, describe
 from _results import RESULTS, command_line, record, run_heading
 from torch import nn
@@ -161,11 +162,16 @@ def step_flops(model: nn.Module, x, y, objective_name: str) -> dict[str, int]:
     return {"reference": STEPS * attack + train, "ours": STEPS * attack + clean + train}
 
 
-def measure(template, objective_name, batch, repeats, variants) -> list[dict]:
-    """Warm up every variant (compile time recorded), then interleaved timed repeats."""
+def batch_data(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed random CIFAR-shaped batch every variant steps on."""
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(batch, 3, 32, 32, generator=generator)
-    y = torch.randint(0, 10, (batch,), generator=generator)
+    return x, torch.randint(0, 10, (batch,), generator=generator)
+
+
+def measure(template, objective_name, batch, repeats, variants) -> list[dict]:
+    """Warm up every variant (compile time recorded), then interleaved timed repeats."""
+    x, y = batch_data(batch)
     steps = make_steps(template, objective_name, x, y, variants)
     flops = step_flops(template, x, y, objective_name)
     first = {name: _timed(step) for name, step in steps.items()}
@@ -201,6 +207,12 @@ def main() -> None:
     parser.add_argument("--objectives", default="trades,pgd_at")
     parser.add_argument("--nets", default="robust-small,wrn-small,wrn-mid")
     parser.add_argument("--variants", default=",".join(v[0] for v in VARIANTS))
+    parser.add_argument(
+        "--conv-share",
+        action="store_true",
+        help="also profile one step of each variant: time in convolution kernels, and the bound "
+        "it puts on the speed-up",
+    )
     parser.add_argument("--write", action="store_true", help=f"record the table in {RESULTS}")
     args = parser.parse_args()
     allocator()  # rrn's malloc setting, before anything is timed
@@ -235,9 +247,26 @@ def main() -> None:
                     f"{row['first_step_cpu_s']:.1f} / {row['first_step_wall_s']:.1f} |"
                 )
                 print(lines[-1], flush=True)
+    if args.conv_share:
+        shares = conv_shares(nets, args)
+        print("\n".join(shares), flush=True)
+        lines += shares
     lines += ["", f"Command: `{command_line()}`"]
     if args.write:
         record(SECTION, "\n".join([run_heading(), "", *lines]))
+
+
+def conv_shares(nets: dict, args) -> list[str]:
+    """One profiled step per network, objective and variant: its convolution kernels' time."""
+    lines = []
+    x, y = batch_data(args.batch)
+    for net in args.nets.split(","):
+        template = network(*nets[net])
+        for objective_name in args.objectives.split(","):
+            steps = make_steps(template, objective_name, x, y, args.variants.split(","))
+            lines += ["", f"{net}, {objective_name}: one step, profiled", ""]
+            lines += conv_table(steps, baseline="reference")
+    return lines
 
 
 if __name__ == "__main__":
