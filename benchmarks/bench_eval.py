@@ -133,8 +133,8 @@ def main() -> None:
     parser.add_argument(
         "--conv-share",
         action="store_true",
-        help="also profile one PGD-20 run of the fp32 variants: time in convolution kernels, "
-        "and the bound it puts on the speed-up",
+        help="also profile one run of each fp32 variant (PGD-20 and AutoAttack): time in "
+        "convolution kernels, and the bound it puts on the speed-up",
     )
     parser.add_argument("--write", action="store_true", help=f"write the table to {RESULTS}")
     args = parser.parse_args()
@@ -163,23 +163,24 @@ def main() -> None:
     pgd_results = run_interleaved(variants, args.repeats)
     aa_images, aa_labels = images[: args.aa_n], labels[: args.aa_n]
     aa = "aa:attacks=apgd-ce+apgd-t"
-    aa_results = run_interleaved(
-        {
-            "pyautoattack on the plain model": lambda: baseline_autoattack(
-                authors, aa_images, aa_labels, args.batch_size
-            ),
-            "ours (adapter, frozen, channels_last)": lambda: ours(
-                fast, aa_images, aa_labels, args.batch_size, aa
-            ),
-        },
-        max(1, args.repeats - 1),
-    )
+    aa_variants = {
+        "pyautoattack on the plain model": lambda: baseline_autoattack(
+            authors, aa_images, aa_labels, args.batch_size
+        ),
+        "ours (adapter, frozen, channels_last)": lambda: ours(
+            fast, aa_images, aa_labels, args.batch_size, aa
+        ),
+    }
+    aa_results = run_interleaved(aa_variants, max(1, args.repeats - 1))
     clean = evaluate(model, images, labels, attacks=["clean"], sanity_checks=False)["accuracy"]
     text = report(args, pgd_results, aa_results, clean_accuracy=clean["clean"], count=len(labels))
     if args.conv_share:
         fp32 = {name: call for name, call in variants.items() if "bf16" not in name}
         text += "\nPGD-20, one run of each, profiled:\n\n"
         text += "\n".join(conv_table(fp32, baseline="baseline loop")) + "\n"
+        text += "\nAutoAttack, one run of each, profiled:\n\n"
+        text += "\n".join(conv_table(aa_variants, baseline="pyautoattack on the plain model"))
+        text += "\n"
     text += f"\nCommand: `{command_line()}`\n"
     print(text)
     check_equal(pgd_results, aa_results)
