@@ -65,7 +65,7 @@ class DeviceLoader:
                 raise ConfigError("extra", tuple(extra_images.shape), "uint8 images, >= 1 per rank")
             self.extra = (extra_images.to(self.device), extra_labels.to(self.device))
         self.batch_size, self.train, self.seed = batch_size, train, seed
-        self.crop_padding, self.flip, self.rotation = crop_padding, flip, rotation
+        self.rotation = rotation
         self.rank, self.world_size = rank, world_size
         self.drop_last = train if drop_last is None else drop_last
         self.extra_count = round(batch_size * extra_fraction) if self.extra is not None else 0
