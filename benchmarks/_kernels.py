@@ -6,6 +6,7 @@ time in convolution kernels) bounds the speed-up of everything else, made free.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 
 from torch.profiler import ProfilerActivity, profile
@@ -18,6 +19,16 @@ CONV_KERNELS = frozenset(
         "aten::_slow_conv2d_backward",
     }
 )
+
+
+def add_conv_share_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """--conv-share: also profile one run of `what` for `conv_table`."""
+    parser.add_argument(
+        "--conv-share",
+        action="store_true",
+        help=f"also profile one run of {what}: time in convolution kernels, and the bound it "
+        "puts on the speed-up",
+    )
 
 
 def conv_time(fn: Callable[[], object]) -> tuple[float, float]:

@@ -22,6 +22,12 @@ def allocator() -> str:
     return "glibc malloc defaults"
 
 
+def prepare(threads: int) -> None:
+    """Before anything is timed: rrn's malloc setting, and `threads` torch threads."""
+    allocator()
+    torch.set_num_threads(threads)
+
+
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo, else what `platform` knows."""
     cpuinfo = Path("/proc/cpuinfo")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import sys
 from datetime import datetime, timezone
@@ -10,6 +11,12 @@ from pathlib import Path
 from robustresnet._io import write_text
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+WRITE = "--write"
+
+
+def add_write_flag(parser: argparse.ArgumentParser) -> None:
+    """The --write flag every benchmark takes: record its run in RESULTS.md."""
+    parser.add_argument(WRITE, action="store_true", help=f"record the run in {RESULTS}")
 
 
 def run_heading() -> str:
@@ -19,7 +26,7 @@ def run_heading() -> str:
 
 def command_line() -> str:
     """The command that ran this benchmark (less --write): what repeats the measurement."""
-    args = [shlex.quote(a) for a in sys.argv[1:] if a != "--write"]
+    args = [shlex.quote(a) for a in sys.argv[1:] if a != WRITE]
     return " ".join(["PYTHONPATH=src python", f"benchmarks/{Path(sys.argv[0]).name}", *args])
 
 

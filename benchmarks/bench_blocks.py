@@ -24,8 +24,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from _authors import authors_version
-from _machine import allocator, describe, load_average
-from _results import command_line, record, run_heading
+from _machine import allocator, describe, load_average, prepare
+from _results import add_write_flag, command_line, record, run_heading
 from torch import nn
 
 from robustresnet.arch import ArchSpec, StageSpec, build_model
@@ -202,10 +202,9 @@ def main() -> None:
         default="wall",
         help="wall time, or this process's CPU time (steadier on a shared machine; 1 thread)",
     )
-    parser.add_argument("--write", action="store_true", help="write the table to RESULTS.md")
+    add_write_flag(parser)
     args = parser.parse_args()
-    allocator()  # rrn's malloc setting, before anything is timed
-    torch.set_num_threads(args.threads)
+    prepare(args.threads)
     formats = [name == "channels_last" for name in args.layouts.split(",")]
     dtypes = [name == "bf16" for name in args.dtypes.split(",")]
     loads = [load_average()]

@@ -21,9 +21,9 @@ import time
 import torch
 import torch.nn.functional as F
 from _authors import authors_version
-from _kernels import conv_table
-from _machine import allocator, describe
-from _results import RESULTS, command_line, record, run_heading
+from _kernels import add_conv_share_flag, conv_table
+from _machine import describe, prepare
+from _results import add_write_flag, command_line, record, run_heading
 
 from robustresnet import ArchSpec, StageSpec, build_model, evaluate, pgd
 from robustresnet.attacks import predict
@@ -130,16 +130,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=8, help="adversarial training epochs")
     parser.add_argument("--bf16", action="store_true", help="also time ours under bf16 autocast")
-    parser.add_argument(
-        "--conv-share",
-        action="store_true",
-        help="also profile one run of each fp32 variant (PGD-20 and AutoAttack): time in "
-        "convolution kernels, and the bound it puts on the speed-up",
-    )
-    parser.add_argument("--write", action="store_true", help=f"write the table to {RESULTS}")
+    add_conv_share_flag(parser, "each fp32 variant (PGD-20 and AutoAttack)")
+    add_write_flag(parser)
     args = parser.parse_args()
-    allocator()  # rrn's malloc setting, before anything is timed
-    torch.set_num_threads(args.threads)
+    prepare(args.threads)
     model = trained_model(args.epochs)
     fast = build_model(model.spec).eval()
     fast.load_state_dict(model.state_dict())

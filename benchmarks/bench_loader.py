@@ -15,7 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 from _machine import allocator, describe
-from _results import RESULTS, command_line, record, run_heading
+from _results import add_write_flag, command_line, record, run_heading
 from torch.utils.data import DataLoader, Dataset
 
 from robustresnet.data import DeviceLoader
@@ -142,7 +142,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batches", type=int, default=100)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
-    parser.add_argument("--write", action="store_true", help=f"write the table to {RESULTS}")
+    add_write_flag(parser)
     args = parser.parse_args()
     allocator()  # rrn's malloc setting, before anything is timed
     generator = torch.Generator().manual_seed(0)

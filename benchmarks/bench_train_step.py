@@ -19,9 +19,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from _authors import authors_version
-from _kernels import conv_table
-from _machine import allocator, describe
-from _results import RESULTS, command_line, record, run_heading
+from _kernels import add_conv_share_flag, conv_table
+from _machine import describe, prepare
+from _results import add_write_flag, command_line, record, run_heading
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -207,16 +207,10 @@ def main() -> None:
     parser.add_argument("--objectives", default="trades,pgd_at")
     parser.add_argument("--nets", default="robust-small,wrn-small,wrn-mid")
     parser.add_argument("--variants", default=",".join(v[0] for v in VARIANTS))
-    parser.add_argument(
-        "--conv-share",
-        action="store_true",
-        help="also profile one step of each variant: time in convolution kernels, and the bound "
-        "it puts on the speed-up",
-    )
-    parser.add_argument("--write", action="store_true", help=f"record the table in {RESULTS}")
+    add_conv_share_flag(parser, "each variant's step")
+    add_write_flag(parser)
     args = parser.parse_args()
-    allocator()  # rrn's malloc setting, before anything is timed
-    torch.set_num_threads(args.threads)
+    prepare(args.threads)
     nets = {
         "robust-small": ("robust_res_block", (2, 2, 1), (2, 2, 1)),
         "wrn-small": ("basic_block", (2, 2, 1), (2, 2, 1)),
