@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from robustresnet.arch import ArchSpec, StageSpec, build_model
-from robustresnet.arch._fast_block import supported
+from robustresnet.arch._fast_block import _TrainSEResidual, supported, trains_fast
 from robustresnet.arch.blocks import RobustResBlock
 from robustresnet.arch.layers import ACTIVATIONS, NORMS
 from robustresnet.arch.profile import profile
@@ -84,16 +84,46 @@ def test_fast_equals_definition(in_ch, stride, act):
 
 
 @pytest.mark.parametrize(("in_ch", "stride"), GEOMETRIES)
-def test_training_runs_the_definition(in_ch, stride):
-    """Training mode takes the definition itself: bit-identical output and BN running stats."""
-    fast = _block(in_ch, stride).train()
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_training_equals_definition(in_ch, stride, layout):
+    """Training mode (batch statistics): outputs, gradients and BN running statistics after two
+    steps as the definition's."""
+    fast = _block(in_ch, stride).train().to(memory_format=layout)
     ref = copy.deepcopy(fast)
-    assert not supported(fast, torch.zeros(1))
-    x = torch.randn(4, in_ch, 8, 8)
-    assert torch.equal(fast(x), ref.reference_forward(x))
-    ref_state = ref.state_dict()
-    for name, value in fast.state_dict().items():
-        assert torch.equal(value, ref_state[name]), name
+    assert trains_fast(fast, torch.zeros(1))
+    _assert_same(fast, ref, torch.randn(4, in_ch, 8, 8).contiguous(memory_format=layout))
+
+
+@pytest.mark.parametrize("options", [{"momentum": None}, {"track_running_stats": False}])
+def test_training_batchnorm_options(options):
+    """A cumulative average (momentum None) and untracked statistics behave as nn.BatchNorm2d."""
+
+    def norm(channels: int, **factory) -> nn.Module:
+        return nn.BatchNorm2d(channels, **options, **factory)
+
+    fast = RobustResBlock(64, 32, act=ACTIVATIONS["relu"], norm=norm, se_reduction=16).train()
+    assert trains_fast(fast, torch.zeros(1))
+    _assert_same(fast, copy.deepcopy(fast), torch.randn(4, 64, 8, 8))
+
+
+def test_training_se_gradients_float64():
+    """The hand-written backward of the training-mode residual SE passes gradcheck."""
+    block = _block(64, 1).double().train()
+    bn, fc = block.se_bn, block.se.fc
+    o = torch.randn(3, 128, 4, 4, dtype=torch.float64, requires_grad=True)
+    shortcut = torch.randn(3, 128, 4, 4, dtype=torch.float64, requires_grad=True)
+
+    def tail(o, shortcut, weight, bias, w1, w2):
+        return _TrainSEResidual.apply(o, shortcut, weight, bias, w1, w2, None, None, 0.0, bn.eps)
+
+    inputs = (o, shortcut, bn.weight, bn.bias, fc[0].weight, fc[2].weight)
+    assert torch.autograd.gradcheck(tail, inputs)
+
+
+def test_training_single_value_per_channel_is_refused():
+    """One value per channel cannot give batch statistics: BatchNorm's own error, as before."""
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        _block(64, 2).train()(torch.randn(1, 64, 2, 2))
 
 
 @pytest.mark.parametrize(("in_ch", "stride"), GEOMETRIES)

@@ -1,4 +1,4 @@
-"""A faster eval mode for `RobustResBlock`: the same function with fewer, larger kernels.
+"""Faster `RobustResBlock` passes: the same function with fewer, larger kernels.
 
 The block's definition is `RobustResBlock.reference_forward`. In eval mode (inference and every
 attack step) this module computes it with:
@@ -8,20 +8,22 @@ attack step) this module computes it with:
 - with a stride, the `scales - 1` independent chunk convs as one grouped conv (groups =
   cardinality · (scales - 1));
 - without autograd, the chunk outputs written into the buffer they came from (no concatenation).
-Training runs the definition: measured, the same fusions with batch statistics were 4% slower.
-Only BatchNorm2d blocks on real tensors take this path; everything else runs the definition
+In training mode (batch statistics) the residual SE with its BatchNorm is one autograd Function
+with a hand-written backward, and ReLUs after a BatchNorm run in place.
+Only BatchNorm2d blocks on real tensors take these paths; everything else runs the definition
 (meta tensors included, so MAC counting by the paper's rules sees the defining operations).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import act_fresh, bn_affine, conv_like, folded, folds_in_eval
+from .layers import act_fresh, bn_affine, conv_like, folded, folds_in_eval, hierarchical
 
 
 def supported(block: nn.Module, x: torch.Tensor) -> bool:
@@ -30,10 +32,56 @@ def supported(block: nn.Module, x: torch.Tensor) -> bool:
     return all(folds_in_eval(n, x) for n in (block.bn2, block.se_bn, *block.bn3))
 
 
+def trains_fast(block: nn.Module, x: torch.Tensor) -> bool:
+    """Whether `fast_forward` takes the training path: every norm an affine BatchNorm2d in
+    training mode, a real tensor."""
+    norms = (block.bn1, block.bn2, block.se_bn, *block.bn3)
+    return not x.is_meta and all(
+        isinstance(n, nn.BatchNorm2d) and n.affine and n.training for n in norms
+    )
+
+
 def fast_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """`block.reference_forward(x)`, computed with fewer kernels where the block allows it."""
-    if not supported(block, x):
-        return block.reference_forward(x)
+    if supported(block, x):
+        return _eval_forward(block, x)
+    if trains_fast(block, x):
+        return _train_forward(block, x)
+    return block.reference_forward(x)
+
+
+def _train_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The definition with batch statistics: in-place ReLUs (BatchNorm's backward needs only its
+    input) and the residual SE as `_TrainSEResidual`."""
+    act = functools.partial(act_fresh, block.act)
+    shortcut = x if block.shortcut is None else block.shortcut(act(block.bn1(x)))
+    h = act(block.bn2(block.conv1(x)))
+    o = block.conv3(hierarchical(h, block.conv2, block.bn3, act, block.scales, block.pool))
+    bn, fc = block.se_bn, block.se.fc
+    if not o.dtype == shortcut.dtype == bn.weight.dtype:  # mixed precision: autograd's way
+        return o + shortcut + block.se(bn(o))
+    running_mean, running_var, momentum = _batch_statistics_update(bn)
+    return _TrainSEResidual.apply(
+        o, shortcut, bn.weight, bn.bias, fc[0].weight, fc[2].weight,
+        running_mean, running_var, momentum, bn.eps,
+    )  # fmt: skip
+
+
+def _batch_statistics_update(bn: nn.BatchNorm2d) -> tuple:
+    """What `nn.BatchNorm2d.forward` hands the kernel in training mode: the running statistics
+    (None when not tracked) and the momentum, after counting the batch."""
+    if not bn.track_running_stats:
+        return None, None, 0.0
+    momentum = bn.momentum
+    if bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if momentum is None:  # a cumulative moving average
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    return bn.running_mean, bn.running_var, 0.0 if momentum is None else momentum
+
+
+def _eval_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Eval mode: folded BatchNorms, merged strided chunk convs, the SE as a multiply-add."""
     shortcut = x if block.shortcut is None else block.shortcut(act_fresh(block.act, block.bn1(x)))
     h = act_fresh(block.act, conv_like(block.conv1, x, *folded(block.conv1.weight, block.bn2)))
     return _se_residual_eval(block, block.conv3(_mix_eval(block, h)), shortcut)
@@ -102,8 +150,7 @@ class _FrozenSEResidual(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, o, shortcut, scale, shift, w1, w2):
-        hidden = F.linear(o.mean(dim=(2, 3)) * scale + shift, w1).relu()
-        gate = F.linear(hidden, w2).sigmoid()
+        hidden, gate = _se_gate(o.mean(dim=(2, 3)) * scale + shift, w1, w2)
         factor, offset = _gate_terms(scale, shift, gate, torch.result_type(o, shortcut))
         y = torch.addcmul(shortcut, o, factor).add_(offset)
         ctx.save_for_backward(o, scale, shift, w1, w2, hidden, gate, factor)
@@ -114,9 +161,79 @@ class _FrozenSEResidual(torch.autograd.Function):
         o, scale, shift, w1, w2, hidden, gate, factor = ctx.saved_tensors
         sum_go = (grad * o).sum(dim=(2, 3), dtype=torch.float32)
         sum_g = grad.sum(dim=(2, 3), dtype=torch.float32)
-        gate = gate.float()
-        d_logits = (scale * sum_go + shift * sum_g) * gate * (1 - gate)
-        d_hidden = (d_logits @ w2.float()) * (hidden > 0)
+        d_logits, d_hidden = _se_backward(scale * sum_go + shift * sum_g, gate, hidden, w2)
         d_mean = (d_hidden @ w1.float()) * scale / (o.shape[2] * o.shape[3])
         grad_o = torch.addcmul(d_mean[:, :, None, None].to(grad.dtype), grad, factor.to(grad.dtype))
         return grad_o, grad, None, None, None, None
+
+
+def _se_gate(pooled: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> tuple:
+    """The SE's MLP on the pooled (N, C) input: (hidden units after ReLU, sigmoid gate)."""
+    hidden = F.linear(pooled, w1).relu()
+    return hidden, F.linear(hidden, w2).sigmoid()
+
+
+def _se_backward(d_gate: torch.Tensor, gate, hidden, w2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients at the SE MLP's logits and hidden units (before their ReLU), given the gradient
+    at its gate; in the gradient's dtype (fp32 for a bf16 forward)."""
+    gate = gate.to(d_gate.dtype)
+    d_logits = d_gate * gate * (1 - gate)
+    return d_logits, (d_logits @ w2.to(d_gate.dtype)) * (hidden > 0)
+
+
+class _TrainSEResidual(torch.autograd.Function):
+    """`o + shortcut + z·gate(z)` with z = se_bn(o) on batch statistics, in 4 passes over the
+    activation forward (statistics, pooling, one multiply-add, the offset) and 4 backward.
+
+    With per-channel statistics (mean μ, rstd r) the whole tail is, per sample and channel, an
+    affine map of o, so its backward needs only the sums Σg and Σg·o over each feature map:
+    dL/do = g·(1 + γ·r·gate) + o·B + K, with per-channel B and per-(sample, channel) K (below).
+    Autograd's way writes z, the gated product, the mean's expanded gradient and BatchNorm's
+    intermediate gradients. Running statistics are updated as `nn.BatchNorm2d` updates them.
+    """
+
+    @staticmethod
+    def forward(ctx, o, shortcut, weight, bias, w1, w2, running_mean, running_var, momentum, eps):
+        mean, var = torch.batch_norm_update_stats(o, running_mean, running_var, momentum)
+        rstd = torch.rsqrt(var + eps)
+        scale = weight * rstd
+        shift = bias - mean * scale
+        pooled_o = o.mean(dim=(2, 3))
+        pooled_z = pooled_o * scale + shift
+        hidden, gate = _se_gate(pooled_z, w1, w2)
+        factor, offset = _gate_terms(scale, shift, gate, o.dtype)
+        ctx.save_for_backward(
+            o, weight, bias, mean, rstd, pooled_o, pooled_z, w1, w2, hidden, gate, factor
+        )
+        return torch.addcmul(shortcut, o, factor).add_(offset)
+
+    @staticmethod
+    def backward(ctx, grad):
+        o, weight, bias, mean, rstd, pooled_o, pooled_z, w1, w2, hidden, gate, factor = (
+            ctx.saved_tensors
+        )
+        n, _, h, w = o.shape
+        count = n * h * w
+        sum_g = grad.sum(dim=(2, 3))
+        # Σ g·ô over each map, ô = (o - μ)·r the normalised input
+        sum_g_xhat = rstd * ((grad * o).sum(dim=(2, 3)) - mean * sum_g)
+        d_logits, d_hidden = _se_backward(weight * sum_g_xhat + bias * sum_g, gate, hidden, w2)
+        d_pooled = d_hidden @ w1  # at the mean of z
+        # se_bn's parameter gradients Σ dL/dz and Σ dL/dz·ô, with dL/dz = g·gate + d_pooled/HW
+        d_bias = (gate * sum_g + d_pooled).sum(0)
+        d_weight = (gate * sum_g_xhat + d_pooled * rstd * (pooled_o - mean)).sum(0)
+        # BatchNorm's input gradient γ·r·(dL/dz - Σ dL/dz / M - ô·Σ dL/dz·ô / M), plus g itself
+        gr = weight * rstd
+        coef_o = -gr * rstd * d_weight / count
+        k = gr * (d_pooled / (h * w) - d_bias / count + mean * rstd * d_weight / count)
+        grad_o = torch.addcmul(k[:, :, None, None], grad, factor)
+        grad_o.addcmul_(o, coef_o[:, None, None])
+        return (
+            grad_o,
+            grad,
+            d_weight,
+            d_bias,
+            d_hidden.t() @ pooled_z,
+            d_logits.t() @ hidden,
+            *[None] * 4,
+        )
