@@ -20,11 +20,13 @@ from robustresnet.arch.profile import profile
 GEOMETRIES = [(128, 1), (64, 1), (64, 2)]
 
 
-def _block(in_ch: int, stride: int, act: str = "relu", norm: str = "batchnorm") -> nn.Module:
+def _block(
+    in_ch: int, stride: int, act: str = "relu", norm: str = "batchnorm", planes: int = 32
+) -> nn.Module:
     """A tiny block (planes 32: 8 chunks of 8 channels, groups of 2) with random BN state."""
     # se_reduction 16 (8 hidden units) so the SE gate is not dead and its weights get gradients.
     block = RobustResBlock(
-        in_ch, 32, stride, act=ACTIVATIONS[act], norm=NORMS[norm], se_reduction=16
+        in_ch, planes, stride, act=ACTIVATIONS[act], norm=NORMS[norm], se_reduction=16
     )
     return randomise_batchnorms(block)
 
@@ -92,6 +94,14 @@ def test_training_equals_definition(in_ch, stride, layout):
     ref = copy.deepcopy(fast)
     assert trains_fast(fast, torch.zeros(1))
     _assert_same(fast, ref, torch.randn(4, in_ch, 8, 8).contiguous(memory_format=layout))
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_wide_chunks_equal_definition(training):
+    """16-channel chunks (grouped convs, not the dense form of 8-channel ones): the definition's
+    outputs, gradients and BN state."""
+    fast = _block(256, 1, planes=64).train(training)
+    _assert_same(fast, copy.deepcopy(fast), torch.randn(4, 256, 8, 8))
 
 
 @pytest.mark.parametrize("options", [{"momentum": None}, {"track_running_stats": False}])
