@@ -8,7 +8,7 @@ attack step) this module computes it with:
 - with a stride, the `scales - 1` independent chunk convs as one grouped conv (groups =
   cardinality · (scales - 1));
 - without autograd, the chunk outputs written into the buffer they came from (no concatenation);
-- an 8-channel chunk's grouped conv as a dense conv with a block-diagonal weight.
+- a narrow chunk's grouped conv (2 channels per group) as a dense conv, block-diagonal weight.
 In training mode (batch statistics) the residual SE with its BatchNorm is one autograd Function
 with a hand-written backward, and ReLUs after a BatchNorm run in place.
 Only BatchNorm2d blocks on real tensors take these paths; everything else runs the definition
@@ -109,15 +109,16 @@ def _mix_eval(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
 
 
 # oneDNN's grouped conv with 2 channels per group is slower than a dense conv doing `groups`
-# times the work (an 8-channel chunk: 0.7x the time, tiny networks' forward pass 8% faster);
-# from 12 channels up the whole pass gains nothing (measured at the mid size).
+# times the work: an 8-channel chunk's takes 0.6-1.0x the time (32x32 to 8x8 maps), the tiny
+# network's forward pass 8% faster. Measured slower or no faster: 12 channels (3 per group) in
+# whole passes, and 1 channel per group (depthwise), 2-3x slower dense.
 DENSE_CHUNK_MAX = 8
 
 
 def _chunk_conv(conv: nn.Conv2d, t: torch.Tensor, weight: torch.Tensor, bias=None):
     """A chunk's grouped conv with this weight and bias; a narrow chunk's as a dense conv whose
     weight is block-diagonal (zeros between groups: the same function)."""
-    if conv.groups == 1 or conv.in_channels > DENSE_CHUNK_MAX:
+    if weight.shape[1] != 2 or conv.in_channels > DENSE_CHUNK_MAX:
         return conv_like(conv, t, weight, bias)
     per_group_out = conv.out_channels // conv.groups
     out_group = torch.arange(conv.out_channels, device=weight.device) // per_group_out
