@@ -110,7 +110,7 @@ def _mix_eval(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
 
 # oneDNN's grouped conv with 2 channels per group is slower than a dense conv doing `groups`
 # times the work: an 8-channel chunk's takes 0.6-1.0x the time (32x32 to 8x8 maps), the tiny
-# network's forward pass 8% faster. Measured slower or no faster: 12 channels (3 per group) in
+# network's attack step 2.5% less. Measured slower or no faster: 12 channels (3 per group) in
 # whole passes, and 1 channel per group (depthwise), 2-3x slower dense.
 DENSE_CHUNK_MAX = 8
 
@@ -209,7 +209,7 @@ def _se_backward(d_gate: torch.Tensor, gate, hidden, w2) -> tuple[torch.Tensor, 
 
 class _TrainSEResidual(torch.autograd.Function):
     """`o + shortcut + z·gate(z)` with z = se_bn(o) on batch statistics, in 4 passes over the
-    activation forward (statistics, pooling, one multiply-add, the offset) and 4 backward.
+    activation forward (statistics, pooling, one multiply-add, the offset) and 5 backward.
 
     With per-channel statistics (mean μ, rstd r) the whole tail is, per sample and channel, an
     affine map of o, so its backward needs only the sums Σg and Σg·o over each feature map:
