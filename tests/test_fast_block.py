@@ -85,6 +85,13 @@ def test_fast_equals_definition(in_ch, stride, act):
     _assert_same(fast, ref, torch.randn(4, in_ch, 8, 8))
 
 
+@pytest.mark.parametrize("training", [False, True])
+def test_strided_block_on_odd_maps(training):
+    """A 7x7 map at stride 2 (the projection reads pixels 0, 2, 4, 6): the definition's results."""
+    fast = _block(64, 2).train(training)
+    _assert_same(fast, copy.deepcopy(fast), torch.randn(4, 64, 7, 7))
+
+
 @pytest.mark.parametrize(("in_ch", "stride"), GEOMETRIES)
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_training_equals_definition(in_ch, stride, layout):
