@@ -190,9 +190,7 @@ class _FrozenSEResidual(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, o, shortcut, scale, shift, w1, w2):
-        hidden, gate = _se_gate(o.mean(dim=(2, 3)) * scale + shift, w1, w2)
-        factor, offset = _gate_terms(scale, shift, gate, torch.result_type(o, shortcut))
-        y = torch.addcmul(shortcut, o, factor).add_(offset)
+        y, _, hidden, gate, factor = _gated_residual(o, shortcut, scale, shift, w1, w2)
         ctx.save_for_backward(o, scale, shift, w1, w2, hidden, gate, factor)
         return y
 
@@ -207,10 +205,14 @@ class _FrozenSEResidual(torch.autograd.Function):
         return grad_o, grad, None, None, None, None
 
 
-def _se_gate(pooled: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> tuple:
-    """The SE's MLP on the pooled (N, C) input: (hidden units after ReLU, sigmoid gate)."""
-    hidden = F.linear(pooled, w1).relu()
-    return hidden, F.linear(hidden, w2).sigmoid()
+def _gated_residual(o, shortcut, scale, shift, w1, w2) -> tuple:
+    """o + shortcut + z·gate(z) for z = scale·o + shift per channel, the SE's MLP (weights w1, w2)
+    computed by hand: (output, o's per-map means, hidden units after ReLU, gate, factor)."""
+    pooled = o.mean(dim=(2, 3))
+    hidden = F.linear(pooled * scale + shift, w1).relu()
+    gate = F.linear(hidden, w2).sigmoid()
+    factor, offset = _gate_terms(scale, shift, gate, torch.result_type(o, shortcut))
+    return torch.addcmul(shortcut, o, factor).add_(offset), pooled, hidden, gate, factor
 
 
 def _se_backward(d_gate: torch.Tensor, gate, hidden, w2) -> tuple[torch.Tensor, torch.Tensor]:
@@ -237,21 +239,15 @@ class _TrainSEResidual(torch.autograd.Function):
         mean, var = torch.batch_norm_update_stats(o, running_mean, running_var, momentum)
         rstd = torch.rsqrt(var + eps)
         scale = weight * rstd
-        shift = bias - mean * scale
-        pooled_o = o.mean(dim=(2, 3))
-        pooled_z = pooled_o * scale + shift
-        hidden, gate = _se_gate(pooled_z, w1, w2)
-        factor, offset = _gate_terms(scale, shift, gate, o.dtype)
-        ctx.save_for_backward(
-            o, weight, bias, mean, rstd, pooled_o, pooled_z, w1, w2, hidden, gate, factor
+        y, pooled_o, hidden, gate, factor = _gated_residual(
+            o, shortcut, scale, bias - mean * scale, w1, w2
         )
-        return torch.addcmul(shortcut, o, factor).add_(offset)
+        ctx.save_for_backward(o, weight, bias, mean, rstd, pooled_o, w1, w2, hidden, gate, factor)
+        return y
 
     @staticmethod
     def backward(ctx, grad):
-        o, weight, bias, mean, rstd, pooled_o, pooled_z, w1, w2, hidden, gate, factor = (
-            ctx.saved_tensors
-        )
+        o, weight, bias, mean, rstd, pooled_o, w1, w2, hidden, gate, factor = ctx.saved_tensors
         n, _, h, w = o.shape
         count = n * h * w
         sum_g = grad.sum(dim=(2, 3))
@@ -264,6 +260,7 @@ class _TrainSEResidual(torch.autograd.Function):
         d_weight = (gate * sum_g_xhat + d_pooled * rstd * (pooled_o - mean)).sum(0)
         # BatchNorm's input gradient γ·r·(dL/dz - Σ dL/dz / M - ô·Σ dL/dz·ô / M), plus g itself
         gr = weight * rstd
+        pooled_z = pooled_o * gr + (bias - mean * gr)  # the MLP's input
         coef_o = -gr * rstd * d_weight / count
         k = gr * (d_pooled / (h * w) - d_bias / count + mean * rstd * d_weight / count)
         grad_o = torch.addcmul(k[:, :, None, None], grad, factor)
