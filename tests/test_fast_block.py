@@ -143,6 +143,17 @@ def test_training_single_value_per_channel_is_refused():
         _block(64, 2).train()(torch.randn(1, 64, 2, 2))
 
 
+@pytest.mark.parametrize("training", [False, True])
+def test_second_derivatives_are_refused(training):
+    """The hand-written SE backwards are first-order: asking for second derivatives (a gradient
+    penalty, say) is a clear error rather than a silently wrong result."""
+    block = _block(64, 1).train(training).requires_grad_(training)
+    x = torch.randn(2, 64, 4, 4, requires_grad=True)
+    (grad,) = torch.autograd.grad(block(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        grad.sum().backward()
+
+
 @pytest.mark.parametrize(("in_ch", "stride"), GEOMETRIES)
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_frozen_eval_input_gradient(in_ch, stride, layout):

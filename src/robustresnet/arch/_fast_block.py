@@ -24,7 +24,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
+from ._packed_bn import batch_statistics_update
 from .layers import act_fresh, bn_affine, conv_like, folded, folds_in_eval, hierarchical
 
 
@@ -67,24 +69,11 @@ def _train_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     bn, fc = block.se_bn, block.se.fc
     if not o.dtype == shortcut.dtype == bn.weight.dtype:  # mixed precision: autograd's way
         return o + shortcut + block.se(bn(o))
-    running_mean, running_var, momentum = _batch_statistics_update(bn)
+    running_mean, running_var, momentum = batch_statistics_update(bn)
     return _TrainSEResidual.apply(
         o, shortcut, bn.weight, bn.bias, fc[0].weight, fc[2].weight,
         running_mean, running_var, momentum, bn.eps,
     )  # fmt: skip
-
-
-def _batch_statistics_update(bn: nn.BatchNorm2d) -> tuple:
-    """What `nn.BatchNorm2d.forward` hands the kernel in training mode: the running statistics
-    (None when not tracked) and the momentum, after counting the batch."""
-    if not bn.track_running_stats:
-        return None, None, 0.0
-    momentum = bn.momentum
-    if bn.num_batches_tracked is not None:
-        bn.num_batches_tracked.add_(1)
-        if momentum is None:  # a cumulative moving average
-            momentum = 1.0 / float(bn.num_batches_tracked)
-    return bn.running_mean, bn.running_var, 0.0 if momentum is None else momentum
 
 
 def _eval_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -195,6 +184,7 @@ class _FrozenSEResidual(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         o, scale, shift, w1, w2, hidden, gate, factor = ctx.saved_tensors
         sum_go = (grad * o).sum(dim=(2, 3), dtype=torch.float32)
@@ -246,6 +236,7 @@ class _TrainSEResidual(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         o, weight, bias, mean, rstd, pooled_o, w1, w2, hidden, gate, factor = ctx.saved_tensors
         n, _, h, w = o.shape
