@@ -90,7 +90,7 @@ def make_step(model: nn.Module, kind: str, batch: int, channels_last: bool, bf16
 
 
 def interleaved(steps: dict[str, Callable], repeats: int, min_time: float, clock) -> dict:
-    """Median seconds per call of each step, timed in turn `repeats` times."""
+    """Seconds per call of each step in each of `repeats` rounds (the steps timed in turn)."""
     counts = {}
     for name, step in steps.items():  # warm-up, and enough calls for `min_time`
         start = clock()
@@ -103,7 +103,7 @@ def interleaved(steps: dict[str, Callable], repeats: int, min_time: float, clock
             for _ in range(counts[name]):
                 step()
             times[name].append((clock() - start) / counts[name])
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
 
 
 def measure(size: str, kinds, formats, dtypes, args: argparse.Namespace) -> list[dict]:
@@ -125,11 +125,18 @@ def measure(size: str, kinds, formats, dtypes, args: argparse.Namespace) -> list
                     name: make_step(model, kind, batch, channels_last, bf16)
                     for name, model in models.items()
                 }
-                seconds = interleaved(steps, args.repeats, args.min_time, CLOCKS[args.clock])
+                times = interleaved(steps, args.repeats, args.min_time, CLOCKS[args.clock])
                 row = {"size": size, "pass": kind, "channels_last": channels_last, "bf16": bf16}
-                for name, s in seconds.items():
+                for name, t in times.items():
                     net_macs = macs["basic" if name == "basic" else "robust"]
+                    s = statistics.median(t)
                     row[name] = (batch / s, net_macs * PASS_FLOPS[kind] * batch / s / 1e9)
+                # ours ÷ basic within each round: the spread shows how much the machine moved
+                paired = [
+                    macs["robust"] / ours / (macs["basic"] / basic)
+                    for ours, basic in zip(times["ours"], times["basic"], strict=True)
+                ]
+                row["paired"] = (min(paired), max(paired))
                 rows.append(row)
                 print(table_line(row), flush=True)
     return rows
@@ -147,14 +154,15 @@ def table_line(row: dict) -> str:
         f"{row['ours'][0]:,.0f} / {row['ours'][1]:.1f}",
         f"{row['straightforward'][1] / base:.2f}",
         f"**{row['ours'][1] / base:.2f}**",
+        "{:.2f}–{:.2f}".format(*row["paired"]),
     ]
     return "| " + " | ".join(cells) + " |"
 
 
 TABLE_HEAD = (
     "| size | layout | dtype | pass | basic img/s / GFLOP/s | straightforward img/s / GFLOP/s "
-    "| ours img/s / GFLOP/s | ratio straightforward | ratio ours |\n"
-    "|---|---|---|---|---:|---:|---:|---:|---:|"
+    "| ours img/s / GFLOP/s | ratio straightforward | ratio ours | ours, per round |\n"
+    "|---|---|---|---|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -176,7 +184,8 @@ def section(rows: list[dict], args: argparse.Namespace, loads: tuple[str, str]) 
             f"Networks: {sizes}. FLOPs: MACs of one image from `robustresnet.profile` (paper's "
             "rules) × 2 for the forward pass, × 4 for the attack step (forward + input gradient), "
             "× 6 for the training step (forward + input and weight gradients, SGD); the same count "
-            "for both networks. Ratio = RobustResBlock GFLOP/s ÷ basic-block GFLOP/s.",
+            "for both networks. Ratio = RobustResBlock GFLOP/s ÷ basic-block GFLOP/s (medians); "
+            "per round: the lowest and highest ratio of ours to basic timed in the same round.",
             "",
             TABLE_HEAD,
             *(table_line(r) for r in rows),
