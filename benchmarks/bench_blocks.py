@@ -24,6 +24,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from _authors import authors_version
+from _kernels import add_conv_share_flag, conv_time
 from _machine import allocator, describe, load_average, prepare
 from _results import add_write_flag, command_line, record, run_heading
 from torch import nn
@@ -137,9 +138,31 @@ def measure(size: str, kinds, formats, dtypes, args: argparse.Namespace) -> list
                     for ours, basic in zip(times["ours"], times["basic"], strict=True)
                 ]
                 row["paired"] = (min(paired), max(paired))
+                if args.conv_share:
+                    row["conv"] = conv_bound(steps, macs)
                 rows.append(row)
                 print(table_line(row), flush=True)
     return rows
+
+
+def conv_bound(steps: dict[str, Callable], macs: dict[str, int]) -> tuple[float, float]:
+    """(Share of our op time in convolution kernels, the ratio ours would reach if everything but
+    those kernels took no time), from one profiled call of ours and of the basic network."""
+    basic_total, _ = conv_time(steps["basic"])
+    ours_total, ours_conv = conv_time(steps["ours"])
+    return ours_conv / ours_total, macs["robust"] / ours_conv / (macs["basic"] / basic_total)
+
+
+def conv_lines(rows: list[dict]) -> list[str]:
+    """The --conv-share table: per pass, our convolution share and the ratio it bounds."""
+    lines = [
+        "| size | pass | ours: time in conv kernels | ratio with everything else free |",
+        "|---|---|---:|---:|",
+    ]
+    for row in rows:
+        share, bound = row["conv"]
+        lines.append(f"| {row['size']} | {row['pass']} | {share:.0%} | {bound:.2f} |")
+    return lines
 
 
 def table_line(row: dict) -> str:
@@ -192,6 +215,16 @@ def section(rows: list[dict], args: argparse.Namespace, loads: tuple[str, str]) 
             "",
             f"Command: `{command_line()}`",
             "",
+            *(
+                [
+                    "One profiled call of each pass (torch profiler, self time of aten ops):",
+                    "",
+                    *conv_lines(rows),
+                    "",
+                ]
+                if "conv" in rows[0]
+                else []
+            ),
         ]
     )
 
@@ -211,6 +244,7 @@ def main() -> None:
         default="wall",
         help="wall time, or this process's CPU time (steadier on a shared machine; 1 thread)",
     )
+    add_conv_share_flag(parser, "each pass of the basic network and ours")
     add_write_flag(parser)
     args = parser.parse_args()
     prepare(args.threads)
