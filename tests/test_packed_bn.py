@@ -60,6 +60,16 @@ def test_training_matches_native_batchnorm(shape, options):
             torch.testing.assert_close(ours.get_buffer(name), buffer, atol=1e-6, rtol=1e-5)
 
 
+def test_statistics_update_without_autograd():
+    """Recomputing BN statistics under no_grad (after weight averaging) matches native."""
+    native, ours = _pair(12)
+    x = _input((4, 12, 4, 4))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), native(x), atol=1e-5, rtol=1e-5)
+    for name, buffer in native.named_buffers():
+        torch.testing.assert_close(ours.get_buffer(name), buffer, atol=1e-6, rtol=1e-5)
+
+
 def test_backward_takes_any_gradient_layout():
     native, ours = _pair(8)
     x = _input((2, 8, 4, 4))
