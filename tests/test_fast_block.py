@@ -143,6 +143,23 @@ def test_training_single_value_per_channel_is_refused():
         _block(64, 2).train()(torch.randn(1, 64, 2, 2))
 
 
+@pytest.mark.parametrize(("in_ch", "stride"), GEOMETRIES)
+def test_frozen_eval_float64(in_ch, stride):
+    """An attack's pass in float64 (the frozen SE's hand-written backward): the definition's output
+    and input gradient to float64 precision."""
+    fast = _block(in_ch, stride).double().eval().requires_grad_(False)
+    x = torch.randn(3, in_ch, 6, 6, dtype=torch.float64)
+    results = []
+    for model in (fast, Reference(fast)):
+        xg = x.clone().requires_grad_(True)
+        out = model(xg)
+        (grad,) = torch.autograd.grad((out * torch.cos(out)).sum(), xg)
+        results.append((out, grad))
+    (out, grad), (ref_out, ref_grad) = results
+    torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("training", [False, True])
 def test_second_derivatives_are_refused(training):
     """The hand-written SE backwards are first-order: asking for second derivatives (a gradient

@@ -187,10 +187,11 @@ class _FrozenSEResidual(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad):
         o, scale, shift, w1, w2, hidden, gate, factor = ctx.saved_tensors
-        sum_go = (grad * o).sum(dim=(2, 3), dtype=torch.float32)
-        sum_g = grad.sum(dim=(2, 3), dtype=torch.float32)
+        acc = torch.promote_types(grad.dtype, torch.float32)  # float32 sums for bf16, not lower
+        sum_go = (grad * o).sum(dim=(2, 3), dtype=acc)
+        sum_g = grad.sum(dim=(2, 3), dtype=acc)
         d_logits, d_hidden = _se_backward(scale * sum_go + shift * sum_g, gate, hidden, w2)
-        d_mean = (d_hidden @ w1.float()) * scale / (o.shape[2] * o.shape[3])
+        d_mean = (d_hidden @ w1.to(d_hidden.dtype)) * scale / (o.shape[2] * o.shape[3])
         grad_o = torch.addcmul(d_mean[:, :, None, None].to(grad.dtype), grad, factor.to(grad.dtype))
         return grad_o, grad, None, None, None, None
 
