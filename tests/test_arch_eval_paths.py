@@ -5,19 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _arch_checks import randomise_batchnorms
+from _arch_checks import batchnorm_pair, randomise_batchnorms
 from torch import nn
 
 from robustresnet.arch.blocks import PreActBasicBlock
 from robustresnet.arch.layers import NORMS, BatchNorm2d
-
-
-def _pair(channels: int = 6) -> tuple[nn.BatchNorm2d, BatchNorm2d]:
-    """nn.BatchNorm2d and ours with the same random parameters and running statistics."""
-    native = randomise_batchnorms(nn.BatchNorm2d(channels))
-    ours = BatchNorm2d(channels)
-    ours.load_state_dict(native.state_dict())
-    return native, ours
 
 
 def test_registry_builds_ours_with_the_native_state_dict():
@@ -28,7 +20,7 @@ def test_registry_builds_ours_with_the_native_state_dict():
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_eval_output_and_input_gradient_match_native(layout):
-    native, ours = _pair()
+    native, ours = batchnorm_pair(6)
     native.eval(), ours.eval()
     x = torch.randn(4, 6, 5, 5).contiguous(memory_format=layout)
     outputs, grads = [], []
@@ -44,7 +36,7 @@ def test_eval_output_and_input_gradient_match_native(layout):
 
 
 def test_training_mode_is_native():
-    native, ours = _pair()
+    native, ours = batchnorm_pair(6)
     x = torch.randn(8, 6, 4, 4)
     torch.testing.assert_close(ours(x), native(x))
     torch.testing.assert_close(ours.running_mean, native.running_mean)
@@ -53,7 +45,7 @@ def test_training_mode_is_native():
 
 
 def test_bf16_autocast_keeps_bf16_activations():
-    _, ours = _pair()
+    _, ours = batchnorm_pair(6)
     ours.eval()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = ours(torch.randn(2, 6, 3, 3).bfloat16())
@@ -61,7 +53,7 @@ def test_bf16_autocast_keeps_bf16_activations():
 
 
 def test_wrong_rank_is_rejected_as_natively():
-    _, ours = _pair()
+    _, ours = batchnorm_pair(6)
     with pytest.raises(ValueError, match="4D input"):
         ours.eval()(torch.randn(2, 6))
 

@@ -7,12 +7,11 @@ import copy
 
 import pytest
 import torch
-from _arch_checks import randomise_batchnorms
+from _arch_checks import batchnorm_pair
 from torch import nn
 
 from robustresnet.arch import _packed_bn
 from robustresnet.arch._packed_bn import _PackedBatchNorm, packs
-from robustresnet.arch.layers import BatchNorm2d
 
 CL = torch.channels_last
 
@@ -21,14 +20,6 @@ CL = torch.channels_last
 def _any_size(monkeypatch):
     """Small test tensors take the row view too (it is skipped below MIN_ELEMENTS for speed)."""
     monkeypatch.setattr(_packed_bn, "MIN_ELEMENTS", 1)
-
-
-def _pair(channels: int, **options) -> tuple[nn.BatchNorm2d, BatchNorm2d]:
-    """nn.BatchNorm2d and ours with the same random parameters and running statistics."""
-    native = randomise_batchnorms(nn.BatchNorm2d(channels, **options)).train()
-    ours = BatchNorm2d(channels, **options)
-    ours.load_state_dict(native.state_dict())
-    return native, ours.train()
 
 
 def _input(shape, seed: int = 0) -> torch.Tensor:
@@ -42,7 +33,7 @@ def _input(shape, seed: int = 0) -> torch.Tensor:
 )
 @pytest.mark.parametrize("options", [{}, {"momentum": None}, {"track_running_stats": False}])
 def test_training_matches_native_batchnorm(shape, options):
-    native, ours = _pair(shape[1], **options)
+    native, ours = batchnorm_pair(shape[1], **options)
     for step in range(2):  # the running statistics and the batch counter move the same way
         x = _input(shape, seed=step)
         assert packs(ours, x)
@@ -62,7 +53,7 @@ def test_training_matches_native_batchnorm(shape, options):
 
 def test_statistics_update_without_autograd():
     """Recomputing BN statistics under no_grad (after weight averaging) matches native."""
-    native, ours = _pair(12)
+    native, ours = batchnorm_pair(12)
     x = _input((4, 12, 4, 4))
     with torch.no_grad():
         torch.testing.assert_close(ours(x), native(x), atol=1e-5, rtol=1e-5)
@@ -71,7 +62,7 @@ def test_statistics_update_without_autograd():
 
 
 def test_backward_takes_any_gradient_layout():
-    native, ours = _pair(8)
+    native, ours = batchnorm_pair(8)
     x = _input((2, 8, 4, 4))
     grad = torch.randn(2, 8, 4, 4)  # contiguous, not channels_last
     x_native, x_ours = x.clone().requires_grad_(), x.clone().requires_grad_()
@@ -90,7 +81,7 @@ def test_gradients_match_finite_differences():
 
 
 def test_second_derivatives_are_refused():
-    _, ours = _pair(8)
+    _, ours = batchnorm_pair(8)
     x = _input((2, 8, 4, 4)).requires_grad_()
     (grad,) = torch.autograd.grad(ours(x).square().sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="differentiate twice"):
@@ -110,7 +101,7 @@ def test_second_derivatives_are_refused():
     ],
 )
 def test_other_inputs_take_native_batchnorm(case, monkeypatch):
-    _, ours = _pair(16 if case == "16 channels" else 8)
+    _, ours = batchnorm_pair(16 if case == "16 channels" else 8)
     x = _input((2, ours.num_features, 4, 4))
     if case == "contiguous layout":
         x = x.contiguous()
