@@ -24,6 +24,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from _authors import authors_version
+from _free_convs import with_chunk_convs_free
 from _kernels import add_conv_share_flag, conv_time
 from _machine import allocator, describe, load_average, prepare
 from _results import add_write_flag, command_line, record, run_heading
@@ -40,6 +41,7 @@ SIZES = {
 }
 PASS_FLOPS = {"forward": 2, "attack": 4, "train": 6}  # FLOPs per MAC of one image
 HEADING = "## Block speed (issue 2)"
+FREE = "ours, chunk convs free"
 CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
 CLOCK_NAMES = {"wall": "wall time", "process": "CPU time of the process"}
 
@@ -126,6 +128,11 @@ def measure(size: str, kinds, formats, dtypes, args: argparse.Namespace) -> list
                     name: make_step(model, kind, batch, channels_last, bf16)
                     for name, model in models.items()
                 }
+                if args.free_chunk_convs:
+                    free = build_model(specs["robust"])
+                    steps[FREE] = with_chunk_convs_free(
+                        free, make_step(free, kind, batch, channels_last, bf16)
+                    )
                 times = interleaved(steps, args.repeats, args.min_time, CLOCKS[args.clock])
                 row = {"size": size, "pass": kind, "channels_last": channels_last, "bf16": bf16}
                 for name, t in times.items():
@@ -133,16 +140,23 @@ def measure(size: str, kinds, formats, dtypes, args: argparse.Namespace) -> list
                     s = statistics.median(t)
                     row[name] = (batch / s, net_macs * PASS_FLOPS[kind] * batch / s / 1e9)
                 # ours ÷ basic within each round: the spread shows how much the machine moved
-                paired = [
-                    macs["robust"] / ours / (macs["basic"] / basic)
-                    for ours, basic in zip(times["ours"], times["basic"], strict=True)
-                ]
-                row["paired"] = (min(paired), max(paired))
+                row["paired"] = per_round(times, "ours", macs)
+                if args.free_chunk_convs:
+                    row["free paired"] = per_round(times, FREE, macs)
                 if args.conv_share:
                     row["conv"] = conv_bound(steps, macs)
                 rows.append(row)
                 print(table_line(row), flush=True)
     return rows
+
+
+def per_round(times: dict[str, list[float]], name: str, macs: dict[str, int]) -> tuple:
+    """The lowest and highest ratio of `name` to basic among rounds timed together."""
+    ratios = [
+        macs["robust"] / t / (macs["basic"] / basic)
+        for t, basic in zip(times[name], times["basic"], strict=True)
+    ]
+    return min(ratios), max(ratios)
 
 
 def conv_bound(steps: dict[str, Callable], macs: dict[str, int]) -> tuple[float, float]:
@@ -162,6 +176,22 @@ def conv_lines(rows: list[dict]) -> list[str]:
     for row in rows:
         share, bound = row["conv"]
         lines.append(f"| {row['size']} | {row['pass']} | {share:.0%} | {bound:.2f} |")
+    return lines
+
+
+def free_lines(rows: list[dict]) -> list[str]:
+    """The --free-chunk-convs table: our ratio, and the ratio with the chunk convs free."""
+    lines = [
+        "| size | pass | ratio ours | ratio with chunk convs free | free, per round | speed-up |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        base, ours, free = row["basic"][1], row["ours"][1], row[FREE][1]
+        lines.append(
+            f"| {row['size']} | {row['pass']} | {ours / base:.2f} | **{free / base:.2f}** | "
+            + "{:.2f}–{:.2f}".format(*row["free paired"])
+            + f" | {free / ours:.2f}x |"
+        )
     return lines
 
 
@@ -225,6 +255,18 @@ def section(rows: list[dict], args: argparse.Namespace, loads: tuple[str, str]) 
                 if "conv" in rows[0]
                 else []
             ),
+            *(
+                [
+                    "Timed in the same rounds: ours with every grouped 3x3 chunk conv replaced by "
+                    "a strided copy of its input (`_free_convs.py`: one memory pass, the same "
+                    "autograd graph), the most any faster kernel for those convs could give:",
+                    "",
+                    *free_lines(rows),
+                    "",
+                ]
+                if FREE in rows[0]
+                else []
+            ),
         ]
     )
 
@@ -245,6 +287,12 @@ def main() -> None:
         help="wall time, or this process's CPU time (steadier on a shared machine; 1 thread)",
     )
     add_conv_share_flag(parser, "each pass of the basic network and ours")
+    parser.add_argument(
+        "--free-chunk-convs",
+        action="store_true",
+        help="also time ours with its grouped 3x3 chunk convs replaced by copies: the ceiling "
+        "of a faster kernel for them",
+    )
     add_write_flag(parser)
     args = parser.parse_args()
     prepare(args.threads)
