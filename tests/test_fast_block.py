@@ -12,6 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from robustresnet.arch import ArchSpec, StageSpec, build_model
 from robustresnet.arch._fast_block import _TrainSEResidual, supported, trains_fast
+from robustresnet.arch._subsampled_bn import _SubsampledBatchNorm
 from robustresnet.arch.blocks import RobustResBlock
 from robustresnet.arch.layers import ACTIVATIONS, NORMS
 from robustresnet.arch.profile import profile
@@ -112,13 +113,16 @@ def test_wide_chunks_equal_definition(training):
 
 
 @pytest.mark.parametrize("options", [{"momentum": None}, {"track_running_stats": False}])
-def test_training_batchnorm_options(options):
+@pytest.mark.parametrize("stride", [1, 2])
+def test_training_batchnorm_options(options, stride):
     """A cumulative average (momentum None) and untracked statistics behave as nn.BatchNorm2d."""
 
     def norm(channels: int, **factory) -> nn.Module:
         return nn.BatchNorm2d(channels, **options, **factory)
 
-    fast = RobustResBlock(64, 32, act=ACTIVATIONS["relu"], norm=norm, se_reduction=16).train()
+    fast = RobustResBlock(
+        64, 32, stride, act=ACTIVATIONS["relu"], norm=norm, se_reduction=16
+    ).train()
     assert trains_fast(fast, torch.zeros(1))
     _assert_same(fast, copy.deepcopy(fast), torch.randn(4, 64, 8, 8))
 
@@ -135,6 +139,39 @@ def test_training_se_gradients_float64():
 
     inputs = (o, shortcut, bn.weight, bn.bias, fc[0].weight, fc[2].weight)
     assert torch.autograd.gradcheck(tail, inputs)
+
+
+@pytest.mark.parametrize(("stride", "size"), [(2, 5), (2, 6), (3, 7)])
+def test_subsampled_batchnorm_gradients_float64(stride, size):
+    """The strided projection's BatchNorm (statistics over every pixel, output on the sampled
+    ones) passes gradcheck in the input, weight and bias."""
+    bn = nn.BatchNorm2d(6, dtype=torch.float64)
+    x = torch.randn(3, 6, size, size, dtype=torch.float64, requires_grad=True)
+
+    def norm(x, weight, bias):
+        return _SubsampledBatchNorm.apply(x, weight, bias, None, None, 0.0, bn.eps, stride)
+
+    torch.testing.assert_close(
+        norm(x, bn.weight, bn.bias), bn(x)[:, :, ::stride, ::stride], rtol=1e-12, atol=1e-12
+    )
+    assert torch.autograd.gradcheck(norm, (x, bn.weight, bn.bias))
+
+
+def test_strided_training_step_under_bf16_autocast():
+    """A strided block's training step under bf16 autocast: the definition's output and input
+    gradient within bf16 rounding."""
+    fast = _block(64, 2).train()
+    results = []
+    for model in (fast, Reference(copy.deepcopy(fast))):
+        x = torch.randn(4, 64, 8, 8, generator=torch.Generator().manual_seed(3))
+        x.requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+        out.float().square().sum().backward()
+        results.append((out.float(), x.grad))
+    (out, grad), (ref_out, ref_grad) = results
+    torch.testing.assert_close(out, ref_out, atol=0.05, rtol=0.02)
+    torch.testing.assert_close(grad, ref_grad, atol=0.05 * ref_grad.abs().max().item(), rtol=0.05)
 
 
 def test_training_single_value_per_channel_is_refused():

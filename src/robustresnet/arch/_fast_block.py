@@ -27,6 +27,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from ._packed_bn import batch_statistics_update
+from ._subsampled_bn import subsampled_batch_norm
 from .layers import act_fresh, bn_affine, conv_like, folded, folds_in_eval, hierarchical
 
 
@@ -58,7 +59,7 @@ def _train_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The definition with batch statistics: in-place ReLUs (BatchNorm's backward needs only its
     input) and the residual SE as `_TrainSEResidual`."""
     act = functools.partial(act_fresh, block.act)
-    shortcut = x if block.shortcut is None else block.shortcut(act(block.bn1(x)))
+    shortcut = x if block.shortcut is None else _projection_train(block, x)
     h = act(block.bn2(block.conv1(x)))
     if block.pool is None:
         convs, norms = block.conv2, block.bn3
@@ -74,6 +75,16 @@ def _train_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         o, shortcut, bn.weight, bn.bias, fc[0].weight, fc[2].weight,
         running_mean, running_var, momentum, bn.eps,
     )  # fmt: skip
+
+
+def _projection_train(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """shortcut(act(bn1(x))) with batch statistics; at stride s, bn1's output, the activation and
+    their gradients on the pixels the strided 1x1 conv reads only (`_subsampled_bn`)."""
+    conv = block.shortcut[0]
+    if conv.stride == (1, 1) or x.dtype != block.bn1.weight.dtype:
+        return block.shortcut(act_fresh(block.act, block.bn1(x)))
+    t = act_fresh(block.act, subsampled_batch_norm(block.bn1, x, conv.stride[0]))
+    return F.conv2d(t, conv.weight, conv.bias)
 
 
 def _eval_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,15 @@ def batch_statistics_update(bn: nn.BatchNorm2d) -> tuple:
     return bn.running_mean, bn.running_var, 0.0 if momentum is None else momentum
 
 
+def input_grad_coefficients(weight, mean, rstd, sum_g, sum_g_xhat, count: int) -> tuple:
+    """Per-channel a, b, c with dL/dx = a·g + b·x + c for batch-statistics BatchNorm:
+    γ·r·(g - Σg/M - x̂·Σg·x̂/M), given the sums Σg and Σg·x̂ over M = `count` values."""
+    a = weight * rstd
+    b = -a * rstd * sum_g_xhat / count
+    c = -a * sum_g / count - b * mean
+    return a, b, c
+
+
 def packs(bn: nn.BatchNorm2d, x: torch.Tensor) -> bool:
     """Whether `packed_batch_norm` applies: an affine BatchNorm2d in training mode on a large
     float32 channels_last CPU tensor with a channel count not a multiple of 16 and whole rows of
@@ -106,10 +115,7 @@ class _PackedBatchNorm(torch.autograd.Function):
         )  # fmt: skip
         sum_g_xhat = col_g_xhat.view(copies, channels).sum(0)
         sum_g = col_g.view(copies, channels).sum(0)
-        # dL/dx = γ·r·(g - Σg/M - x̂·Σg·x̂/M) = a·g + b·x + c per channel
-        a = weight * rstd
-        b = -a * rstd * sum_g_xhat / count
-        c = -a * sum_g / count - b * mean
+        a, b, c = input_grad_coefficients(weight, mean, rstd, sum_g, sum_g_xhat, count)
         grad_x = torch.empty_like(x, memory_format=torch.channels_last)
         out = _rows(grad_x)
         torch.addcmul(c.repeat(copies), grad_rows, a.repeat(copies), out=out)
