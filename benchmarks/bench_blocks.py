@@ -182,26 +182,37 @@ def conv_lines(rows: list[dict]) -> list[str]:
 def free_lines(rows: list[dict]) -> list[str]:
     """The --free-chunk-convs table: our ratio, and the ratio with the chunk convs free."""
     lines = [
-        "| size | pass | ratio ours | ratio with chunk convs free | free, per round | speed-up |",
-        "|---|---|---:|---:|---:|---:|",
+        "| size | layout | dtype | pass | ratio ours | ratio with chunk convs free "
+        "| free, per round | speed-up |",
+        "|---|---|---|---|---:|---:|---:|---:|",
     ]
     for row in rows:
         base, ours, free = row["basic"][1], row["ours"][1], row[FREE][1]
-        lines.append(
-            f"| {row['size']} | {row['pass']} | {ours / base:.2f} | **{free / base:.2f}** | "
-            + "{:.2f}–{:.2f}".format(*row["free paired"])
-            + f" | {free / ours:.2f}x |"
-        )
+        cells = [
+            *setting(row),
+            f"{ours / base:.2f}",
+            f"**{free / base:.2f}**",
+            "{:.2f}–{:.2f}".format(*row["free paired"]),
+            f"{free / ours:.2f}x",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def setting(row: dict) -> list[str]:
+    """A row's size, layout, dtype and pass, as table cells."""
+    return [
+        row["size"],
+        "channels_last" if row["channels_last"] else "NCHW",
+        "bf16" if row["bf16"] else "fp32",
+        row["pass"],
+    ]
 
 
 def table_line(row: dict) -> str:
     base = row["basic"][1]
     cells = [
-        row["size"],
-        "channels_last" if row["channels_last"] else "NCHW",
-        "bf16" if row["bf16"] else "fp32",
-        row["pass"],
+        *setting(row),
         f"{row['basic'][0]:,.0f} / {base:.1f}",
         f"{row['straightforward'][0]:,.0f} / {row['straightforward'][1]:.1f}",
         f"{row['ours'][0]:,.0f} / {row['ours'][1]:.1f}",
