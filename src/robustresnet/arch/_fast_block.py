@@ -11,7 +11,8 @@ attack step) this module computes it with:
 - without autograd, the chunk outputs written into the buffer they came from (no concatenation);
 - a narrow chunk's grouped conv (2 channels per group) as a dense conv, block-diagonal weight.
 In training mode (batch statistics) the residual SE with its BatchNorm is one autograd Function
-with a hand-written backward, and ReLUs after a BatchNorm run in place.
+with a hand-written backward, ReLUs after a BatchNorm run in place, and a strided projection's
+BatchNorm and activation again run on the pixels its 1x1 conv reads (statistics over all).
 Only BatchNorm2d blocks on real tensors take these paths; everything else runs the definition
 (meta tensors included, so MAC counting by the paper's rules sees the defining operations).
 """
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ._packed_bn import batch_statistics_update
+from ._packed_bn import batch_norm_affine, batch_statistics_update
 from ._subsampled_bn import subsampled_batch_norm
 from .layers import act_fresh, bn_affine, conv_like, folded, folds_in_eval, hierarchical
 
@@ -59,7 +60,7 @@ def _train_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The definition with batch statistics: in-place ReLUs (BatchNorm's backward needs only its
     input) and the residual SE as `_TrainSEResidual`."""
     act = functools.partial(act_fresh, block.act)
-    shortcut = x if block.shortcut is None else _projection_train(block, x)
+    shortcut = x if block.shortcut is None else _projection(block, x)
     h = act(block.bn2(block.conv1(x)))
     if block.pool is None:
         convs, norms = block.conv2, block.bn3
@@ -77,34 +78,26 @@ def _train_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     )  # fmt: skip
 
 
-def _projection_train(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """shortcut(act(bn1(x))) with batch statistics; at stride s, bn1's output, the activation and
-    their gradients on the pixels the strided 1x1 conv reads only (`_subsampled_bn`)."""
-    conv = block.shortcut[0]
-    if conv.stride == (1, 1) or x.dtype != block.bn1.weight.dtype:
-        return block.shortcut(act_fresh(block.act, block.bn1(x)))
-    t = act_fresh(block.act, subsampled_batch_norm(block.bn1, x, conv.stride[0]))
-    return F.conv2d(t, conv.weight, conv.bias)
-
-
 def _eval_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Eval mode: folded BatchNorms, merged strided chunk convs, the SE as a multiply-add."""
-    shortcut = x if block.shortcut is None else _projection_eval(block, x)
+    shortcut = x if block.shortcut is None else _projection(block, x)
     h = act_fresh(block.act, conv_like(block.conv1, x, *folded(block.conv1.weight, block.bn2)))
     return _se_residual_eval(block, block.conv3(_mix_eval(block, h)), shortcut)
 
 
-def _projection_eval(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """shortcut(act(bn1(x))). At stride s its 1x1 conv reads every s-th pixel only, and act(bn1)
-    feeds nothing else and is pointwise in eval mode, so it runs on those pixels alone: a
-    quarter of the activation at stride 2, forward and backward (tiny networks' attack step
-    6-8% faster, mid's 3%)."""
-    conv = block.shortcut[0]
-    if conv.stride == (1, 1):
-        return block.shortcut(act_fresh(block.act, block.bn1(x)))
-    # avg_pool2d with a 1x1 window: one kernel each way (two slices' backward zero-fills twice)
-    t = act_fresh(block.act, block.bn1(F.avg_pool2d(x, 1, conv.stride)))
-    return F.conv2d(t, conv.weight, conv.bias)
+def _projection(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """shortcut(act(bn1(x))). At stride s its 1x1 conv reads every s-th pixel only, and
+    act(bn1(x)) feeds nothing else, so normalisation and activation run on those pixels alone,
+    forward and backward: in eval mode (pointwise) on the subsampled input (tiny networks' attack
+    step 6-8% faster, mid's 3%); in training with statistics still over every pixel
+    (`_subsampled_bn`: tiny training step 3% faster, 6% less peak memory)."""
+    conv, bn = block.shortcut[0], block.bn1
+    stride = conv.stride[0]
+    if stride == 1 or (bn.training and x.dtype != bn.weight.dtype):  # mixed precision: native
+        return block.shortcut(act_fresh(block.act, bn(x)))
+    # in eval, avg_pool2d with a 1x1 window: one kernel each way (two slices' backward zero-fill)
+    t = subsampled_batch_norm(bn, x, stride) if bn.training else bn(F.avg_pool2d(x, 1, stride))
+    return F.conv2d(act_fresh(block.act, t), conv.weight, conv.bias)
 
 
 def _mix_eval(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
@@ -239,11 +232,8 @@ class _TrainSEResidual(torch.autograd.Function):
     @staticmethod
     def forward(ctx, o, shortcut, weight, bias, w1, w2, running_mean, running_var, momentum, eps):
         mean, var = torch.batch_norm_update_stats(o, running_mean, running_var, momentum)
-        rstd = torch.rsqrt(var + eps)
-        scale = weight * rstd
-        y, pooled_o, hidden, gate, factor = _gated_residual(
-            o, shortcut, scale, bias - mean * scale, w1, w2
-        )
+        rstd, scale, shift = batch_norm_affine(weight, bias, mean, var, eps)
+        y, pooled_o, hidden, gate, factor = _gated_residual(o, shortcut, scale, shift, w1, w2)
         ctx.save_for_backward(o, weight, bias, mean, rstd, pooled_o, w1, w2, hidden, gate, factor)
         return y
 

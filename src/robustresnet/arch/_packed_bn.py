@@ -35,6 +35,13 @@ def batch_statistics_update(bn: nn.BatchNorm2d) -> tuple:
     return bn.running_mean, bn.running_var, 0.0 if momentum is None else momentum
 
 
+def batch_norm_affine(weight, bias, mean, var, eps: float) -> tuple:
+    """BatchNorm with these statistics as y = scale·x + shift per channel: (rstd, scale, shift)."""
+    rstd = torch.rsqrt(var + eps)
+    scale = weight * rstd
+    return rstd, scale, bias - mean * scale
+
+
 def input_grad_coefficients(weight, mean, rstd, sum_g, sum_g_xhat, count: int) -> tuple:
     """Per-channel a, b, c with dL/dx = a·g + b·x + c for batch-statistics BatchNorm:
     γ·r·(g - Σg/M - x̂·Σg·x̂/M), given the sums Σg and Σg·x̂ over M = `count` values."""
@@ -92,9 +99,7 @@ class _PackedBatchNorm(torch.autograd.Function):
             count = x.numel() // channels
             running_mean.lerp_(mean, momentum)
             running_var.lerp_(var * (count / (count - 1)), momentum)  # at least 2 pixels
-        rstd = torch.rsqrt(var + eps)
-        scale = weight * rstd
-        shift = bias - mean * scale
+        rstd, scale, shift = batch_norm_affine(weight, bias, mean, var, eps)
         y = torch.empty_like(x, memory_format=torch.channels_last)
         torch.addcmul(shift.repeat(copies), rows, scale.repeat(copies), out=_rows(y))
         ctx.save_for_backward(x, weight, mean, rstd)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ._packed_bn import batch_statistics_update, input_grad_coefficients
+from ._packed_bn import batch_norm_affine, batch_statistics_update, input_grad_coefficients
 
 
 def subsampled_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, stride: int) -> torch.Tensor:
@@ -37,9 +37,7 @@ class _SubsampledBatchNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps, stride):
         mean, var = torch.batch_norm_update_stats(x, running_mean, running_var, momentum)
-        rstd = torch.rsqrt(var + eps)
-        scale = weight * rstd
-        shift = bias - mean * scale
+        rstd, scale, shift = batch_norm_affine(weight, bias, mean, var, eps)
         sample = x[:, :, ::stride, ::stride]
         ctx.save_for_backward(x, weight, mean, rstd)
         ctx.stride = stride

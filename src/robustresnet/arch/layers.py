@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ._packed_bn import packed_batch_norm, packs
+from ._packed_bn import batch_norm_affine, packed_batch_norm, packs
 
 ActFactory = Callable[..., nn.Module]
 NormFactory = Callable[..., nn.Module]
@@ -54,8 +54,8 @@ class ChannelLayerNorm(nn.LayerNorm):
 
 def bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode BN as y = scale·x + shift per channel: (scale, shift), each of shape (C,)."""
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    return scale, bn.bias - bn.running_mean * scale
+    _, scale, shift = batch_norm_affine(bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
+    return scale, shift
 
 
 def folds_in_eval(norm: nn.Module, x: torch.Tensor) -> bool:
