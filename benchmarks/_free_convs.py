@@ -31,15 +31,15 @@ def chunk_convs_free(model: nn.Module) -> Iterator[None]:
     chunk_ids = {id(c) for c in convs}
     chunk_conv, conv_like = fast_block._chunk_conv, fast_block.conv_like
 
-    def eval_chunk(conv, t, *weights):
-        return _copy_through(conv, t) if id(conv) in chunk_ids else chunk_conv(conv, t, *weights)
-
-    def eval_like(conv, t, *weights):
-        return _copy_through(conv, t) if id(conv) in chunk_ids else conv_like(conv, t, *weights)
+    def copying_chunks(real: Callable) -> Callable:
+        """`real(conv, t, ...)` (an eval-path conv call), a copy where `conv` is a chunk conv."""
+        return lambda conv, t, *weights: (
+            _copy_through(conv, t) if id(conv) in chunk_ids else real(conv, t, *weights)
+        )
 
     for conv in convs:  # the training path calls the modules
         conv.forward = lambda t, conv=conv: _copy_through(conv, t)
-    fast_block._chunk_conv, fast_block.conv_like = eval_chunk, eval_like
+    fast_block._chunk_conv, fast_block.conv_like = map(copying_chunks, (chunk_conv, conv_like))
     try:
         yield
     finally:
