@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from robustresnet.arch.blocks import RobustResBlock
-from robustresnet.arch.layers import BatchNorm2d
 
 
 def unused_parameters(model: torch.nn.Module) -> set[str]:
@@ -39,11 +38,3 @@ def randomise_batchnorms(module: torch.nn.Module, seed: int = 1) -> torch.nn.Mod
                     m.running_mean.normal_(0.0, 0.2, generator=generator)
                     m.running_var.uniform_(0.5, 1.5, generator=generator)
     return module
-
-
-def batchnorm_pair(channels: int, **options) -> tuple[torch.nn.BatchNorm2d, BatchNorm2d]:
-    """nn.BatchNorm2d and ours with the same random parameters and running statistics."""
-    native = randomise_batchnorms(torch.nn.BatchNorm2d(channels, **options))
-    ours = BatchNorm2d(channels, **options)
-    ours.load_state_dict(native.state_dict())
-    return native, ours

@@ -11,6 +11,7 @@ from .arch import (
     save_weights,
     zoo,
 )
+from .arch.fuse import fuse
 from .arch.profile import Profile, profile
 from .arch.scaling import robust_scaling
 from .attacks import autoattack, fgsm, frozen, perturb, pgd
@@ -30,6 +31,7 @@ __all__ = [
     "resolve_spec",
     "save_weights",
     "zoo",
+    "fuse",
     "Profile",
     "profile",
     "robust_scaling",

@@ -22,7 +22,7 @@ from torch import nn
 
 from ._io import write_json
 from ._progress import progress
-from .attacks.pgd import frozen, margin_loss, memory_format_of, pgd, predict
+from .attacks.pgd import attack_model, frozen, margin_loss, memory_format_of, pgd, predict
 from .attacks.spec import AttackSpec, parse_attack
 from .errors import ConfigError
 
@@ -260,13 +260,15 @@ def evaluate(
     quiet: bool = True,
     pgd_aa_tolerance: float = 0.05,
     zero_grad_tolerance: float = 0.01,
+    fuse: bool = True,
 ) -> dict[str, Any]:
     """Clean and robust accuracy of `model` on (images, labels) under each attack; the report.
 
     Each attack runs on the clean-correct samples, so its accuracy is the paper's figure for that
     attack alone; "worst_case" is the AND of all flags. With `state_path` the report is saved after
     every batch and a rerun resumes it. `images`: uint8 or float in [0, 1], NCHW; `source`: free
-    notes kept in the report (e.g. the checkpoint path).
+    notes kept in the report (e.g. the checkpoint path). With `fuse`, every attack runs the
+    model's fused copy (`robustresnet.fuse`: the same function in fewer kernels).
     """
     if len(images) != len(labels) or len(labels) == 0:
         raise ConfigError("images/labels", (len(images), len(labels)), "the same non-zero length")
@@ -280,6 +282,7 @@ def evaluate(
     if source is not None:
         state["source"] = source
     device = _device_of(model)
+    model = attack_model(model, fuse=fuse)
     options = {"batch_size": batch_size, "seed": seed, "quiet": quiet, "path": path}
     with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
         _run(model, specs[0], state, images, labels, **options)

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from ._fast_block import fast_forward
 from .bottlenecks import (
     GroupedBottleneck,
     InvertedBottleneck,
@@ -30,11 +29,7 @@ from .layers import (
     NORMS,
     Block,
     SqueezeExcitation,
-    act_fresh,
     conv,
-    conv_like,
-    folded,
-    folds_in_eval,
     hierarchical,
     projection,
     se_error,
@@ -67,16 +62,10 @@ class PreActBasicBlock(Block):
         self.shortcut = projection(in_ch, planes, stride, **fk)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = act_fresh(self.act, self.bn1(x))
+        out = self.act(self.bn1(x))
         shortcut = x if self.shortcut is None else self.shortcut(out)
-        out = self.conv2(act_fresh(self.act, self._conv1_bn2(out)))
+        out = self.conv2(self.act(self.bn2(self.conv1(out))))
         return out + shortcut
-
-    def _conv1_bn2(self, t: torch.Tensor) -> torch.Tensor:
-        """bn2(conv1(t)); in eval mode one conv with bn2 folded in (a pass less per attack step)."""
-        if not folds_in_eval(self.bn2, t):
-            return self.bn2(self.conv1(t))
-        return conv_like(self.conv1, t, *folded(self.conv1.weight, self.bn2))
 
 
 class PostActBasicBlock(Block):
@@ -175,11 +164,6 @@ class RobustResBlock(Block):
         return se_error(planes, cls.expansion, se_reduction)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The same function as `reference_forward` with fewer kernels (BN folding, merged convs).
-        return fast_forward(self, x)
-
-    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The block's definition, computed step by step as the authors do."""
         # act(bn1(x)) feeds only the projection shortcut; conv1 reads the raw x (authors' design),
         # so without a projection bn1 is unused, as in their block (kept for their checkpoints).
         shortcut = x if self.shortcut is None else self.shortcut(self.act(self.bn1(x)))

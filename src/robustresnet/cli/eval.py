@@ -65,6 +65,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fp32 default)")
     parser.add_argument("--no-channels-last", action="store_true", help="keep NCHW weights")
     parser.add_argument("--no-sanity-checks", action="store_true", help="skip masking checks")
+    parser.add_argument("--no-fuse", action="store_true",
+                        help="attack the model itself, not its fused copy")  # fmt: skip
     parser.add_argument("--out", help="folder for report.json (resumable state) and report.md")
     parser.add_argument("--name", help="model name in the table (default: checkpoint name)")
     add_output_flags(parser)
@@ -168,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
         amp_dtype=torch.bfloat16 if args.bf16 else None,
         source={"checkpoint": str(weights), "data": f"{dataset.name}/{args.split}"},
         quiet=args.quiet,
+        fuse=not args.no_fuse,
     )
     table = to_markdown(report)
     if out:

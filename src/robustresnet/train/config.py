@@ -164,7 +164,8 @@ class RunConfig:
     batch_size: int = 128  # global batch (split across ranks)
     precision: str = "fp32"  # fp32, bf16 (autocast; CPU and GPU), fp16 (+ loss scaling; GPU)
     channels_last: bool = True  # measured faster on CPU for every block (benchmarks/RESULTS.md)
-    compile: bool = False
+    compile: bool = False  # the attacks then run the compiled model, not its fused copy
+    fuse: bool = True  # attacks (training and evaluation) run `robustresnet.fuse(model)`
     device: str = "auto"  # auto: cuda when available (the local rank's GPU), else cpu
     checkpoint_every: int = 0  # also checkpoint every N steps mid-epoch; 0: at epoch ends only
     threads: int | None = None  # torch CPU threads; None: torch's default

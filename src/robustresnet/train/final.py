@@ -31,6 +31,7 @@ def validate(t: Any) -> dict[str, float]:
         batch_size=cfg.batch_size,
         seed=t.config.run.seed,  # its own generators: the training RNG is untouched
         sanity_checks=False,
+        fuse=t.config.run.fuse,
     )
     return {"val_clean": report["accuracy"]["clean"], "val_robust": report["accuracy"][attack]}
 
@@ -64,6 +65,7 @@ def final_report(t: Any, *, quiet: bool = False) -> list[dict[str, Any]]:
                 state_path=t.run_dir / f"eval-state-{index}.json",  # a killed evaluation resumes
                 name=label,
                 quiet=quiet,
+                fuse=t.config.run.fuse,
             )
         )
     write_json(t.run_dir / REPORT_JSON, reports[0] if len(reports) == 1 else reports)

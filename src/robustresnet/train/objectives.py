@@ -30,6 +30,8 @@ class Objective:
 
     `label_smoothing` applies to the supervised cross-entropy term (TRADES: the clean term).
     `bn_adversarial_only`: BatchNorm running statistics are updated by adversarial inputs only.
+    `fuse`: the inner maximisation runs the model's fused copy, made afresh from the current
+    weights at every call (`robustresnet.fuse`: the same function in fewer kernels).
     """
 
     name: ClassVar[str] = ""
@@ -41,6 +43,7 @@ class Objective:
     start_std: float = 0.001
     label_smoothing: float = 0.0
     bn_adversarial_only: bool = False
+    fuse: bool = True
 
     def __post_init__(self) -> None:
         _check(self.eps >= 0, "eps", self.eps, "a number >= 0")
@@ -79,6 +82,7 @@ class Objective:
                 start=self.start,
                 start_std=self.start_std,
                 generator=generator,
+                fuse=self.fuse,
             ).detach()
 
     def inner_loss(self, model: nn.Module, x: Tensor, y: Tensor) -> LossFn:

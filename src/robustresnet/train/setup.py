@@ -122,6 +122,7 @@ def build_objective(config: ExperimentConfig) -> Any:
     options: dict[str, Any] = {"label_smoothing": cfg.label_smoothing}
     if cfg.name != "standard":
         options.update(
+            fuse=config.run.fuse,
             eps=cfg.eps,
             step_size=cfg.step_size,
             steps=cfg.steps,
