@@ -26,6 +26,10 @@ def _uniform(block: str, depth: int, widening: int) -> ArchSpec:
 # Published #P / #F (MACs) at the paper's printed precision, 32×32 input.
 PUBLISHED = [
     ("robustresnet-a1", "19.2M", "5.11G"),
+    ("robustresnet-a2", "39.0M", "10.8G"),
+    ("robustresnet-a3", "75.9M", "19.9G"),
+    ("robustresnet-a4", "147M", "39.4G"),
+    ("wrn-a4", "147M", "40.4G"),
     # The paper prints 5.20G for WRN-28-10; torchprofile's rules give 5.25G (see paper-facts.md).
     ("wrn-28-10", "36.5M", "5.25G"),
     ("wrn-34-r", "68.1M", "19.1G"),
