@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from robustresnet import build_model, load_weights
+from robustresnet import build_model, fuse, load_weights
 from robustresnet.arch import ArchSpec, get_spec
 
 CASES = ["basic_relu_bn", "robust_relu_bn", "robust_silu_bn_c100"]
@@ -21,14 +21,16 @@ def _case(reference_dir, name):
     return case, tensors.pop("__input__"), tensors.pop("__logits__"), tensors
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("name", CASES)
-def test_vector_logits(reference_dir, name):
+def test_vector_logits(reference_dir, name, fused):
+    """The authors' logits from the definition, and from its fused copy (attacks run that)."""
     case, x, logits, state = _case(reference_dir, name)
     model = build_model(ArchSpec.from_reference(case["model"])).eval()
     load_weights(model, state)
     assert list(x.shape) == case["input_shape"]
     with torch.no_grad():
-        out = model(x)
+        out = (fuse(model) if fused else model)(x)
     torch.testing.assert_close(out, logits, atol=case["tolerance_abs"], rtol=0)
 
 
