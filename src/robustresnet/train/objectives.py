@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attacks import frozen, perturb
+from ..attacks import attack_model, frozen, perturb
 from ..errors import ConfigError
 
 Metrics = dict[str, Tensor]
@@ -68,11 +68,13 @@ class Objective:
     def attack(
         self, model: nn.Module, x: Tensor, y: Tensor, *, generator: torch.Generator | None = None
     ) -> Tensor:
-        """Inner maximisation of `inner_loss` by `attacks.perturb`, the model frozen."""
-        with frozen(model):
-            loss_fn = self.inner_loss(model, x, y)
+        """Inner maximisation of `inner_loss` by `attacks.perturb`, the model frozen (its fused
+        copy with `fuse`: one per call, so never stale weights)."""
+        attacked = attack_model(model, fuse=self.fuse)
+        with frozen(attacked):
+            loss_fn = self.inner_loss(attacked, x, y)
             return perturb(
-                model,
+                attacked,
                 x,
                 loss_fn,
                 eps=self.eps,
@@ -82,7 +84,7 @@ class Objective:
                 start=self.start,
                 start_std=self.start_std,
                 generator=generator,
-                fuse=self.fuse,
+                fuse=False,  # already
             ).detach()
 
     def inner_loss(self, model: nn.Module, x: Tensor, y: Tensor) -> LossFn:
