@@ -84,7 +84,7 @@ class Objective:
                 start=self.start,
                 start_std=self.start_std,
                 generator=generator,
-                fuse=False,  # already
+                fuse=False,  # `attacked` is fused already
             ).detach()
 
     def inner_loss(self, model: nn.Module, x: Tensor, y: Tensor) -> LossFn:
