@@ -17,7 +17,7 @@ from robustresnet._io import write_json
 from . import machine, results
 from .loader import DATASET, loader
 from .models import SIZES, build, pass_flops, random_batch
-from .passes import PASSES, PGD20, TRADES, Case, Comparison
+from .passes import PASSES, PGD20, REFERENCE_IMAGES, TRADES, Case, Comparison
 from .settings import AA_SAMPLES, AA_TARGETS, BATCH, DTYPES, LOADER_BATCH, Settings
 from .timing import Progress, interleaved
 
@@ -248,7 +248,8 @@ def pass_note(name: str, args: argparse.Namespace, info: dict[str, Any]) -> str:
     if name == "attack":
         return (
             "attack: one attack step, the input gradient of the cross-entropy with the model "
-            "frozen; ours on the fused copy."
+            f"frozen; ours on the fused copy. Check: on the first {REFERENCE_IMAGES} images, each "
+            "side's error against the definition in fp64."
         )
     if name == "trades":
         return (
