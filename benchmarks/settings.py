@@ -58,9 +58,8 @@ class Settings:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def label(self) -> str:
-        """A short name of the setting, e.g. 'cuda, bf16, channels_last, fuse, compile'."""
+        """A short name of the setting, e.g. 'cuda, bf16, channels_last, fuse' (a compiled model
+        is never fused: 'compile' then)."""
         parts = [self.device.type, self.dtype, "channels_last" if self.channels_last else "NCHW"]
-        parts.append("fuse" if self.fuse else "no fuse")
-        if self.compile:
-            parts.append("compile")
+        parts.append("compile" if self.compile else "fuse" if self.fuse else "no fuse")
         return ", ".join(parts)
