@@ -52,22 +52,23 @@ def interleaved(
     label: str = "",
     progress: Progress | None = None,
 ) -> dict[str, Timed]:
-    """Warm each call up (its `warmups` entry when given, else the call itself), then `repeats`
-    rounds timing every call in turn, each enough times to last about `min_time` seconds."""
+    """Warm each call up, then `repeats` rounds timing every call in turn, each enough times to
+    last about `min_time` seconds. A call with its own (cheaper) entry in `warmups` is a long
+    one: warmed up by that entry, timed once per round."""
     progress = progress or Progress(False)
     warmups = warmups or {}
     timed = {name: Timed() for name in calls}
-    counts = {}
+    counts = dict.fromkeys(calls, 1)
     for name, call in calls.items():
         progress(f"{label}: warm-up, {name}")
         machine.reset_peak(device)
         timed[name].warmup_s, result = _seconds(warmups.get(name, call), device)
-        estimate = timed[name].warmup_s
         if name not in warmups:
             timed[name].first = result
+            estimate = timed[name].warmup_s
             if estimate < min_time:  # the first call includes one-off set-up: time another
                 estimate = _seconds(call, device)[0]
-        counts[name] = max(1, math.ceil(min_time / max(estimate, 1e-6))) if min_time else 1
+            counts[name] = max(1, math.ceil(min_time / max(estimate, 1e-6)))
         timed[name].peak_mib = machine.peak_mib(device)
     for i in range(repeats):
         progress(f"{label}: round {i + 1}/{repeats}")
