@@ -269,7 +269,9 @@ def pass_note(name: str, args: argparse.Namespace, info: dict[str, Any]) -> str:
             "attack steps and a forward."
         )
     if name == "autoattack":
-        samples = {size: args.aa_samples or AA_SAMPLES[args.device][size] for size in args.sizes}
+        samples = ", ".join(
+            f"{size} {args.aa_samples or AA_SAMPLES[args.device][size]}" for size in args.sizes
+        )
         return (
             "autoattack: APGD-CE + APGD-T, ours `robustresnet.attacks.autoattack` on the fused "
             "copy, the baseline pyautoattack on the definition. A fixed model whose head keeps "

@@ -72,8 +72,8 @@ def head(gpu: bool) -> str:
 def line(r: dict[str, Any], gpu: bool) -> str:
     """One row of the table."""
     low, high = r["ratio_rounds"]
-    cells = [r["size"], r["pass"], str(r["images"])]
-    cells += [f"{r['ours_images_per_s']:,.1f}", f"{r['baseline_images_per_s']:,.1f}"]
+    cells = [r["size"], r["pass"], f"{r['images']:,}"]
+    cells += [_rate(r["ours_images_per_s"]), _rate(r["baseline_images_per_s"])]
     cells.append(f"**{r['ratio']:.2f}x** ({low:.2f}–{high:.2f})")
     cells += [_tflops(r.get("ours_tflops")), _tflops(r.get("baseline_tflops"))]
     if gpu:
@@ -83,6 +83,11 @@ def line(r: dict[str, Any], gpu: bool) -> str:
         cells.append(f"{max(r['ours_peak_mib'], r['baseline_peak_mib']):,.0f}")
     cells += [f"{r['ours_warmup_s']:.2f} / {r['baseline_warmup_s']:.2f}", r["check"]]
     return "| " + " | ".join(cells) + " |"
+
+
+def _rate(value: float) -> str:
+    """Three significant digits, whole numbers from 100 up."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def _tflops(value: float | None) -> str:
