@@ -30,7 +30,9 @@ results.
 """
 
 
-def row(size: str, name: str, comparison: Comparison, timed: dict[str, Timed], peak: float | None):
+def row(
+    size: str, name: str, comparison: Comparison, timed: dict[str, Timed], peak: float | None
+) -> dict[str, Any]:
     """The JSON record of one comparison; `peak`: the matmul TFLOP/s for MFU (GPU only)."""
     ours, base = timed["ours"], timed["baseline"]
     per_round = [b / o for o, b in zip(ours.seconds, base.seconds, strict=True)]
