@@ -1,0 +1,41 @@
+"""`python -m benchmarks` end to end at its smallest setting: it runs, reports finite positive
+figures and rewrites only its own RESULTS.md section. Never a speed: that is judged by ratios
+against the baseline in the same run (benchmarks/RESULTS.md), not by a timed test."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+
+PASSES = ("forward", "attack", "trades", "pgd20", "loader")  # autoattack: minutes even at 1 image
+
+
+def test_harness_end_to_end(tmp_path):
+    out, results = tmp_path / "run.json", tmp_path / "RESULTS.md"
+    stale = "## cpu, fp32, channels_last, fuse\n\nstale figures\n"
+    results.write_text(f"# Results\n\n{stale}\n## cuda\n\nother device\n")
+    src = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "benchmarks", "--device", "cpu", "--sizes", "tiny"]
+    command += ["--batch", "2", "--repeats", "1", "--min-time", "0", "--threads", "1"]
+    command += ["--passes", *PASSES, "--loader-batches", "2", "--json", str(out)]
+    command += ["--write", str(results)]
+    env = {**os.environ, "PYTHONPATH": src}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+    rows = {row["pass"]: row for row in json.loads(out.read_text())["rows"]}
+    assert sorted(rows) == sorted(PASSES)
+    for name, row in rows.items():
+        keys = ["ours_images_per_s", "baseline_images_per_s", "ratio", "ours_peak_mib"]
+        keys += ["ours_tflops", "baseline_tflops"] if name != "loader" else []
+        assert all(math.isfinite(row[k]) and row[k] > 0 for k in keys), row
+    assert "flags differ" in rows["pgd20"]["check"]
+    text = results.read_text()
+    assert (
+        "stale figures" not in text and "other device" in text and "| tiny | trades | 2 |" in text
+    )
