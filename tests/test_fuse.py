@@ -220,3 +220,12 @@ def test_fused_model_is_one_graph():
 
 def test_norm_registry_is_native_batchnorm():
     assert type(NORMS["batchnorm"](8)) is nn.BatchNorm2d
+
+
+def test_the_fused_se_backward_passes_gradcheck():
+    """The residual SE's hand-written first-order backward, in float64, at odd map sizes."""
+    block = randomise_batchnorms(RobustResBlock(16, 8, se_reduction=4)).eval().double()
+    fused_se = fuse(block).network
+    o = torch.randn(3, 32, 5, 3, dtype=torch.float64, requires_grad=True)
+    shortcut = torch.randn(3, 32, 5, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(fused_se._se_residual, (o, shortcut))

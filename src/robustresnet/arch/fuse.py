@@ -4,11 +4,11 @@ In eval mode a BatchNorm with running statistics is a per-channel affine map, so
 - a BatchNorm right after a conv is folded into that conv's weight and bias;
 - every other such BatchNorm (block inputs, the head) is one multiply-add;
 - in a RobustResBlock the residual SE `o + shortcut + se(se_bn(o))` is one multiply-add per element
-  (se_bn is affine, so the gate reads o's per-map means), a strided block's independent chunk convs
-  are one grouped conv, and the strided projection shortcut normalises and activates only the
-  pixels its 1x1 conv reads.
+  (se_bn is affine, so the gate reads o's per-map means) with a hand-written first-order backward,
+  a strided block's independent chunk convs are one grouped conv, and the strided projection
+  shortcut normalises and activates only the pixels its 1x1 conv reads.
 Other norms (GroupNorm, LayerNorm, InstanceNorm, BatchNorm without running statistics) stay as
-they are. Everything is ordinary autograd, so input gradients are the definition's.
+they are. Input gradients are the definition's (the SE's backward is tested against autograd's).
 
 The fused network is a snapshot: it shares the unfolded weights, holds folded copies of the rest,
 none of them trainable. Re-fuse after the weights change (the attacks and objectives do, at every
@@ -252,9 +252,46 @@ class _FusedRobustResBlock(nn.Module):
         return torch.cat([*ys, chunks[-1]], dim=1)
 
     def _se_residual(self, o: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
-        """o + shortcut + z·gate(z) for z = s·o + t: o·(1 + s·gate) + t·gate + shortcut."""
-        gate = self.se_fc(o.mean(dim=(2, 3)) * self.se_scale + self.se_shift)
+        fc = self.se_fc
+        return _SEResidual.apply(
+            o, shortcut, self.se_scale, self.se_shift, fc[0].weight, fc[2].weight
+        )[0]
+
+
+class _SEResidual(torch.autograd.Function):
+    """o + shortcut + z·gate(z) for z = s·o + t per channel (eval-mode se_bn), as
+    o·(1 + s·gate) + t·gate + shortcut, gate = sigmoid(w2·relu(w1·mean(z))), differentiable in o
+    and shortcut. Autograd's backward makes five activation-sized passes (the two products, the
+    mean's broadcast gradient and its sum); this one makes two: Σ g·o for the gate and
+    dL/do = g·(1 + s·gate) + dL/dmean / HW in one multiply-add. Attack steps 10-16% faster on CPU
+    (tiny and A1). First-order: `fuse` refuses second derivatives at its input."""
+
+    @staticmethod
+    def forward(o, shortcut, scale, shift, w1, w2):
+        acc = torch.promote_types(o.dtype, torch.float32)  # the small MLP in fp32 at least
+        with torch.autocast(o.device.type, enabled=False):
+            hidden = F.linear(o.mean(dim=(2, 3), dtype=acc) * scale + shift, w1.to(acc)).relu()
+            gate = F.linear(hidden, w2.to(acc)).sigmoid()
+        factor = (1 + scale * gate)[:, :, None, None]
         # in the activations' dtypes: under bf16 autocast, fp32 factors would promote the sum
-        factor = (1 + self.se_scale * gate)[:, :, None, None].to(o.dtype)
-        offset = (self.se_shift * gate)[:, :, None, None].to(shortcut.dtype)
-        return torch.addcmul(shortcut + offset, o, factor)
+        offset = (shift * gate)[:, :, None, None].to(shortcut.dtype)
+        return torch.addcmul(shortcut + offset, o, factor.to(o.dtype)), hidden, gate, factor
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        o, _, scale, shift, w1, w2 = inputs
+        _, hidden, gate, factor = output
+        ctx.mark_non_differentiable(hidden, gate, factor)
+        ctx.save_for_backward(o, scale, shift, w1, w2, hidden, gate, factor)
+
+    @staticmethod
+    def backward(ctx, grad, *_):
+        o, scale, shift, w1, w2, hidden, gate, factor = ctx.saved_tensors
+        acc = gate.dtype
+        sum_go = (grad * o).sum(dim=(2, 3), dtype=acc)
+        sum_g = grad.sum(dim=(2, 3), dtype=acc)
+        d_logits = (scale * sum_go + shift * sum_g) * gate * (1 - gate)
+        d_hidden = (d_logits @ w2.to(acc)) * (hidden > 0)
+        d_mean = (d_hidden @ w1.to(acc)) * scale / (o.shape[2] * o.shape[3])
+        grad_o = torch.addcmul(d_mean[:, :, None, None].to(grad.dtype), grad, factor.to(grad.dtype))
+        return grad_o, grad, None, None, None, None
