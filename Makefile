@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/rrn train configs/digits-demo.yaml
 
+bench: $(STAMP)
+	$(PY) -m benchmarks --device cpu --sizes tiny A1 --threads 2 --repeats 3
+
 test: $(STAMP)
 	$(PY) -m pytest
 
