@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-REFERENCE = Path(__file__).resolve().parent / "data" / "reference"
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO / "tests" / "data" / "reference"
 
 
 # Tiny test models gain nothing from intra-op threads, and on a shared CPU the OpenMP barriers
