@@ -133,6 +133,14 @@ def test_second_derivatives_are_refused(call):
         second_order_calls(fused, x)[call]()
 
 
+@pytest.mark.parametrize("call", range(3))
+def test_a_fused_block_alone_refuses_second_derivatives(call):
+    """The SE's hand-written backward refuses too, without the network's input guard."""
+    block = fuse(randomise_batchnorms(RobustResBlock(16, 16, se_reduction=4)).eval()).network
+    with pytest.raises(SecondOrderError, match="first derivatives only"):
+        second_order_calls(block, torch.rand(2, 16, 5, 5))[call]()
+
+
 def test_snapshot_of_the_current_weights_the_model_untouched():
     model = network("robust_res_block").train()
     fused = fuse(model)
