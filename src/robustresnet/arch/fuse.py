@@ -32,6 +32,7 @@ from .bottlenecks import (
     PreActBottleneck,
     _PostActThreeConv,
 )
+from .layers import hierarchical
 
 # Per block class: (conv, norm) pairs where the norm reads that conv's output and nothing else.
 _SHORTCUT = ("shortcut.0", "shortcut.1")
@@ -221,6 +222,7 @@ class _FusedRobustResBlock(nn.Module):
         chunks = [_folded_conv(c, bn) for c, bn in zip(block.conv2, block.bn3, strict=True)]
         if block.pool is None:
             self.chunks = nn.ModuleList(chunks)
+            self.folded_norms = (nn.Identity(),) * len(chunks)  # each norm is in its conv
         else:  # independent chunks: one grouped conv
             weight = torch.cat([c.weight for c in chunks])
             bias = torch.cat([c.bias for c in chunks])
@@ -250,11 +252,8 @@ class _FusedRobustResBlock(nn.Module):
         if self.pool is not None:
             mixed, last = h.split([h.shape[1] - self.width, self.width], dim=1)
             return torch.cat([self.act(self.chunks(mixed)), self.pool(last)], dim=1)
-        chunks = h.split(self.width, dim=1)
-        ys = [self.act(self.chunks[0](chunks[0]))]
-        for conv, chunk in zip(self.chunks[1:], chunks[1:-1], strict=True):
-            ys.append(self.act(conv(chunk + ys[-1])))
-        return torch.cat([*ys, chunks[-1]], dim=1)
+        scales = len(self.chunks) + 1
+        return hierarchical(h, self.chunks, self.folded_norms, self.act, scales, None)
 
     def _se_residual(self, o: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
         fc = self.se_fc
