@@ -117,14 +117,13 @@ def trades(case: Case) -> Comparison:
     baseline = copy.deepcopy(case.model).train()
     optimizers = [build_optimizer(m, lr=0.01, weight_decay=5e-4) for m in (ours, baseline)]
     generators = [torch.Generator(case.x.device).manual_seed(0) for _ in range(2)]
-    objective = make_objective("trades", fuse=s.fuse)
     scaler = torch.amp.GradScaler(s.device.type, enabled=s.dtype == "fp16")
     x_ours = s.layout(case.x)
 
     def ours_call() -> float:
         optimizers[0].zero_grad(set_to_none=True)
         with s.autocast():
-            loss, _ = objective(ours, x_ours, case.y, generator=generators[0])
+            loss, _ = TRADES(ours, x_ours, case.y, generator=generators[0], fuse=s.fuse)
         scaler.scale(loss).backward()
         scaler.step(optimizers[0])
         scaler.update()

@@ -21,11 +21,17 @@ NETWORKS = (
     "wrn-46-14",
     "wrn-70-16",
 )
-# Inner-maximisation starts of the authors' code: TRADES and MART x + 0.001 N(0, 1), PGD-AT uniform.
+# The starts of the authors' baseline losses (core/losses/*.py): x + 0.001 N(0, 1) for TRADES,
+# x + step_size N(0, 1) for PGD-AT and MART, the first gradient taken there unclamped.
 OBJECTIVES = {
-    "trades": {"name": "trades", "beta": 6.0, "start": "normal"},
-    "pgd_at": {"name": "pgd_at", "start": "uniform"},
-    "mart": {"name": "mart", "beta": 6.0, "start": "normal"},
+    "trades": {"name": "trades", "beta": 6.0, "start": "normal", "start_std": 0.001},
+    "pgd_at": {"name": "pgd_at", "start": "normal", "start_std": "2/255"},
+    "mart": {"name": "mart", "beta": 6.0, "start": "normal", "start_std": "2/255"},
+}
+# The paper's tables: clean, FGSM, PGD-20, CW-40 (step eps / 10) and standard AutoAttack.
+FINAL = {
+    "final_attacks": ["clean", "fgsm", "pgd20", "cw40"],
+    "autoattack": ["apgd-ce", "apgd-t", "fab-t", "square"],
 }
 
 
@@ -40,6 +46,7 @@ def baseline(dataset: str, objective: str, network: str) -> dict:
             "crop_padding": 4,
             "flip": True,
             "rotation": 20.0 if dataset == "cifar100" else 0.0,
+            "rotation_mode": "nearest",
         },
         "objective": {
             **OBJECTIVES[objective],
@@ -47,24 +54,33 @@ def baseline(dataset: str, objective: str, network: str) -> dict:
             "step_size": "2/255",
             "steps": 10,
             "norm": "inf",
+            "clamp_start": False,
+            "attack_bn": "eval",
         },
         "optim": {"lr": 0.1, "momentum": 0.9, "weight_decay": 2.0e-4, "grad_clip": 5.0},
         "schedule": {"kind": "step", "epochs": 100, "milestones": [0.75, 0.9]},
-        "eval": {"every": 1, "from_epoch": 50, "val_steps": 20, "val_loss": "ce"},
+        "eval": {"every": 1, "from_epoch": 50, "val_steps": 20, "val_loss": "ce", **FINAL},
         "run": {"batch_size": 128, "seed": 0, "checkpoint_every": 100},
     }
 
 
 def advanced(network: str) -> dict:
-    """The advanced CIFAR-10 recipe with 500K pseudo-labelled extra images."""
+    """The advanced CIFAR-10 recipe with 500K pseudo-labelled extra images, as the authors'
+    advanced trainer (adv-main_dist.py with the README's flags) runs it."""
     return {
-        "model": {"name": network, "activation": "silu", "mean": "cifar10"},
+        "model": {
+            "name": network,
+            "activation": "silu",
+            "bn_momentum": 0.01,
+            "bn_momentum_first_step": 1.0,
+        },
         "data": {
             "name": "cifar10",
             "root": "data",
             "val_size": 1024,
             "extra": "data/ti_500K_pseudo_labeled.pickle",
             "extra_fraction": 0.7,
+            "epoch_images": 50000,
         },
         "objective": {
             "name": "trades",
@@ -73,21 +89,31 @@ def advanced(network: str) -> dict:
             "step_size": "2/255",
             "steps": 10,
             "start": "uniform",
+            "clamp_start": True,
+            "attack_bn": "train",
             "label_smoothing": 0.1,
             "bn_adversarial_only": True,
         },
         "optim": {
             "lr": 0.4,
-            "momentum": 0.9,
+            "momentum": [0.85, 0.95],
             "nesterov": True,
             "weight_decay": 5.0e-4,
-            "exclude_norm_and_bias": True,
+            "no_decay": "bn_in_name",
             "grad_clip": None,
         },
-        "schedule": {"kind": "onecycle", "epochs": 400, "warmup_epochs": 10},
-        "ema": {"tau": 0.995},
-        "eval": {"every": 1, "from_epoch": 0, "val_steps": 40, "val_loss": "cw"},
-        "run": {"batch_size": 1024, "seed": 0, "checkpoint_every": 100},
+        "schedule": {"kind": "onecycle", "epochs": 400, "warmup_epochs": 10, "interval": "epoch"},
+        "ema": {"tau": 0.995, "warmup_epochs": 10},
+        "eval": {
+            "every": 1,
+            "from_epoch": 0,
+            "ties": "latest",
+            "val_steps": 40,
+            "val_loss": "cw",
+            "val_step_size": "2/255",
+            **FINAL,
+        },
+        "run": {"batch_size": 1024, "seed": 0, "checkpoint_every": 25},
     }
 
 

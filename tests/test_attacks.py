@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -195,3 +197,56 @@ def test_invalid_settings_raise_config_error(settings):
     options = {"eps": 0.1, "step_size": 0.01, "steps": 1, **settings}
     with pytest.raises(ConfigError):
         perturb(model, x, cross_entropy_loss(y), **options)
+
+
+def _bn_model() -> nn.Module:
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(5)
+    )
+    model(torch.rand(2, 3, 4, 4))
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-1, 1)
+        model[1].running_var.uniform_(0.5, 2)
+    return model.eval()
+
+
+def test_start_noise_is_the_start_itself_unclamped_unless_asked():
+    """The hook: the first gradient is taken at exactly x + noise (clamped with clamp_start)."""
+    model = _bn_model()
+    x = torch.rand(4, 3, 4, 4)
+    x[0, 0] = 0.0  # saturated pixels: the noise leaves the box there
+    noise = 0.01 * torch.randn_like(x)
+    seen = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    loss = cross_entropy_loss(torch.arange(4))
+    for clamp in (False, True):
+        seen.clear()
+        perturb(model, x, loss, eps=0.1, step_size=0.01, steps=1, start_noise=noise,
+                clamp_start=clamp, fuse=False)  # fmt: skip
+        assert torch.equal(seen[0], (x + noise).clamp(0, 1) if clamp else x + noise)
+    assert seen[0].min() >= 0 and (x + noise).min() < 0
+    start_only = perturb(model, x, loss, eps=0.005, step_size=0.0, steps=0, start_noise=noise,
+                         clamp_start=False)  # fmt: skip
+    assert (start_only - x).abs().max() <= 0.005 + 1e-7 and start_only.min() >= 0  # projected
+    with pytest.raises(ConfigError, match="start_noise"):
+        perturb(model, x, loss, eps=0.1, step_size=0.01, steps=1, start_noise=noise[:2])
+
+
+def test_batch_stats_attack_normalises_by_each_batch_and_leaves_running_statistics():
+    model = _bn_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.rand(6, 3, 4, 4), torch.arange(6) % 5
+    with frozen(model, batch_stats=True):
+        assert model[1].training and not model[0].training and not model[1].track_running_stats
+        assert not any(p.requires_grad for p in model.parameters())
+        batch_logits = model(x)
+    assert not model[1].training and model[1].track_running_stats
+    reference = copy.deepcopy(model).train()
+    reference[1].track_running_stats = False
+    torch.testing.assert_close(batch_logits, reference(x))  # batch statistics
+    x_adv = perturb(model, x, cross_entropy_loss(y), eps=0.1, step_size=0.02, steps=3,
+                    batch_stats=True, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-6
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key

@@ -117,6 +117,44 @@ def test_extra_data_fills_an_exact_fraction_of_each_batch():
     assert len(set(base_seen.tolist())) == 39
 
 
+def test_extra_share_is_rounded_down_as_carmons_sampler():
+    """int(1024 * 0.7) = 716 extra, 308 labelled per batch, as the authors' lineage draws them."""
+    images, labels = _data(400)
+    loader = DeviceLoader(
+        images, labels, batch_size=1024, train=True, extra=_data(30, 1000), extra_fraction=0.7,
+        epoch_images=2048,
+    )  # fmt: skip
+    assert (loader.base_count, loader.extra_count) == (308, 716)
+
+
+def test_an_epoch_of_epoch_images_cycles_the_labelled_set_under_fresh_permutations():
+    """ceil(epoch_images / batch) batches; the labelled images reshuffled when they run out."""
+    images, labels = _data(40)
+    loader = DeviceLoader(images, labels, batch_size=8, train=True, seed=1, epoch_images=100)
+    batches = _epoch(loader)
+    assert len(loader) == len(batches) == 13  # ceil(100 / 8)
+    seen = torch.cat([y for _, y in batches])
+    assert len(seen) == 104 and torch.equal(torch.bincount(seen[:80]), torch.full((40,), 2))
+    assert not torch.equal(seen[:40], seen[40:80])  # each round its own permutation
+    assert not torch.equal(seen, torch.cat([y for _, y in _epoch(loader)]))  # next epoch differs
+    sharded = [
+        DeviceLoader(
+            images,
+            labels,
+            batch_size=4,
+            train=True,
+            seed=1,
+            epoch_images=100,
+            rank=rank,
+            world_size=2,
+        )  # fmt: skip
+        for rank in range(2)
+    ]
+    assert [len(s) for s in sharded] == [13, 13]  # the global batch of 8 decides the length
+    first = [torch.cat([y for _, y in _epoch(s)])[:20] for s in sharded]
+    assert not set(first[0].tolist()) & set(first[1].tolist())  # disjoint within a round
+
+
 def test_small_extra_set_is_cycled():
     images, labels = _data(40)
     loader = DeviceLoader(
@@ -212,6 +250,15 @@ def test_rotation_keeps_shape_range_and_identity_at_zero():
     assert not torch.equal(rotated, x)
     tiny = random_rotation(x, 1e-4, torch.Generator().manual_seed(0))
     assert torch.allclose(tiny, x, atol=1e-3)
+
+
+def test_rotation_is_nearest_by_default_as_torchvision_and_bilinear_on_request():
+    x = to_float(_data(16)[0])
+    nearest = random_rotation(x, 20.0, torch.Generator().manual_seed(0))
+    values = set(x.unique().tolist()) | {0.0}  # every output pixel is a source pixel or the fill
+    assert set(nearest.unique().tolist()) <= values
+    bilinear = random_rotation(x, 20.0, torch.Generator().manual_seed(0), mode="bilinear")
+    assert not set(bilinear.unique().tolist()) <= values
 
 
 @pytest.mark.parametrize(

@@ -15,11 +15,17 @@ def small_model() -> nn.Module:
 
 
 def test_decay_warms_up_then_saturates_at_tau():
-    assert ema_decay(0, 0.995) == pytest.approx(0.1)
+    """The authors' formula: update k (from 1), d = k - warmup, min(tau, (1 + d) / (10 + d))."""
     assert ema_decay(1, 0.995) == pytest.approx(2 / 11)
     assert ema_decay(100, 0.995) == pytest.approx(101 / 110)
     assert ema_decay(10_000, 0.995) == 0.995
     assert ema_decay(5, 0.3) == 0.3
+
+
+def test_decay_is_a_plain_copy_before_the_warm_up_ends():
+    assert [ema_decay(k, 0.995, warmup=3) for k in (1, 2)] == [0.0, 0.0]
+    assert ema_decay(3, 0.995, warmup=3) == pytest.approx(0.1)
+    assert ema_decay(4, 0.995, warmup=3) == pytest.approx(2 / 11)
 
 
 def test_ema_of_a_constant_model_is_that_model():
@@ -39,9 +45,9 @@ def test_update_averages_parameters_and_copies_buffers():
         for p in model.parameters():
             p.add_(1.0)
     model.train()(torch.randn(8, 4))  # moves the BatchNorm statistics
-    ema.update(model)  # step 0: decay 0.1
+    ema.update(model)  # update 1: decay 2/11
     for avg, before, live in zip(ema.module.parameters(), old, model.parameters(), strict=True):
-        torch.testing.assert_close(avg, 0.1 * before + 0.9 * live)
+        torch.testing.assert_close(avg, 2 / 11 * before + 9 / 11 * live)
     for avg, live in zip(ema.module.buffers(), model.buffers(), strict=True):
         assert torch.equal(avg, live)
     assert ema.step == 1
@@ -55,7 +61,7 @@ def test_average_buffers_option_averages_floating_buffers_only():
     model.train()(torch.randn(8, 4))
     ema.update(model)
     bn_avg, bn_live = ema.module[1], model[1]
-    torch.testing.assert_close(bn_avg.running_mean, 0.9 * bn_live.running_mean)
+    torch.testing.assert_close(bn_avg.running_mean, 9 / 11 * bn_live.running_mean)
     assert torch.equal(bn_avg.num_batches_tracked, bn_live.num_batches_tracked)
 
 

@@ -207,11 +207,11 @@ def test_the_objective_attacks_the_current_weights():
     """Each inner maximisation fuses afresh: after a weight change it equals the unfused attack."""
     model = network("robust_res_block").double().train()
     x, y = torch.rand(4, 3, 8, 8, dtype=torch.float64), torch.arange(4)
-    fused, plain = make_objective("trades", steps=3), make_objective("trades", steps=3, fuse=False)
+    objective = make_objective("trades", steps=3)
     for _ in range(2):
         attacks = [
-            objective.attack(model, x, y, generator=torch.Generator().manual_seed(1))
-            for objective in (fused, plain)
+            objective.attack(model, x, y, generator=torch.Generator().manual_seed(1), fuse=fuse)
+            for fuse in (True, False)
         ]
         torch.testing.assert_close(attacks[0], attacks[1], rtol=0, atol=0)
         with torch.no_grad():

@@ -175,3 +175,23 @@ def test_bf16_autocast_step_gives_an_fp32_loss_close_to_fp32(name, batch):
     loss.backward()
     assert loss.dtype == torch.float32
     torch.testing.assert_close(loss, expected, rtol=0.05, atol=0.05)
+
+
+def test_attack_bn_train_uses_batch_statistics_and_leaves_running_ones(batch):
+    """The advanced recipe's attack: train-mode BatchNorm, running statistics untouched, so the
+    fused copy (eval-mode BatchNorm) is not used even when asked for."""
+    x, y, _ = batch
+    model = tiny_model()
+    with torch.no_grad():
+        model[1].running_var.fill_(4.0)  # eval and batch statistics now differ
+    before = copy.deepcopy(model.state_dict())
+    objective = make_objective("trades", attack_bn="train", steps=3)
+    generator = torch.Generator().manual_seed(0)
+    x_adv = objective.attack(model, x, y, generator=generator, fuse=True)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert model.training and all(m.track_running_stats for m in (model[1], model[4]))
+    evaluated = make_objective("trades", steps=3).attack(
+        model, x, y, generator=torch.Generator().manual_seed(0)
+    )
+    assert not torch.equal(x_adv, evaluated)

@@ -28,8 +28,8 @@ def test_no_decay_group_is_exactly_norm_parameters_and_biases():
         "1.weight", "1.bias", "2.bias", "3.weight", "3.bias", "5.weight", "5.bias", "6.bias"
     }  # fmt: skip
     names = {id(p): n for n, p in model.named_parameters()}
-    assert {names[id(p)] for p in no_weight_decay_parameters(model)} == expected
-    optimizer = build_optimizer(model, lr=0.4, weight_decay=5e-4, exclude_norm_and_bias=True)
+    assert {names[id(p)] for p in no_weight_decay_parameters(model, "norm_and_bias")} == expected
+    optimizer = build_optimizer(model, lr=0.4, weight_decay=5e-4, no_decay="norm_and_bias")
     decay, no_decay = optimizer.param_groups
     assert {names[id(p)] for p in decay["params"]} == {"0.weight", "2.weight", "6.weight"}
     assert {names[id(p)] for p in no_decay["params"]} == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -9,6 +10,7 @@ import yaml
 
 from robustresnet.errors import ConfigError
 from robustresnet.train.config import ExperimentConfig, config_diff, load_config
+from robustresnet.train.objectives import PGDAT, TRADES
 
 
 def _yaml(tmp_path, data, name="c.yaml"):
@@ -91,3 +93,56 @@ def test_the_authors_model_section_builds(tmp_path, reference_dir):
     assert spec.num_classes == 100 and spec.stages[0].activation == "silu"
     with pytest.raises(ConfigError, match="model.num_classes"):
         setup.build_spec(load_config(path).model, 10, (3, 32, 32))
+
+
+def test_the_objective_section_is_the_objective_itself():
+    """One definition: the section builds the objective class, its defaults are the class's."""
+    config = load_config(None, ["model.name=x"])
+    assert config.objective == TRADES()
+    config = load_config(None, ["model.name=x", "objective.name=pgd_at", "~objective.name"])
+    assert config.objective == TRADES()  # ~ removed the name: back to the default
+    config = load_config(None, ["model.name=x", "objective={name: pgd_at, eps: 4/255}"])
+    assert config.objective == PGDAT(eps=4 / 255)
+    expected = {"name": "pgd_at", **dataclasses.asdict(PGDAT(eps=4 / 255))}
+    assert config.to_dict()["objective"] == expected
+    assert ExperimentConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["objective.name=pgd_at", "objective.beta=6"], "objective.beta"),
+        (["objective.name=standard", "objective.eps=0.1", "eval.eps=0.1"], "objective.eps"),
+        (
+            ["objective.name=pgd_at", "objective.bn_adversarial_only=true"],
+            "objective.bn_adversarial_only",
+        ),
+        (["objective.attack_bn=batch"], "objective.attack_bn"),
+        (["objective.name=fgsm_at"], "objective.name"),
+        (["objective.name=standard"], "eval.eps"),  # no eps to evaluate at
+        (["optim.momentum=[0.85, 0.95]"], "optim.momentum"),  # cycling needs one-cycle
+        (["eval.final_attacks=[clean, pdg20]"], "attack"),  # a typo fails before training
+        (["~objective.gamma"], "~objective.gamma"),
+    ],
+)
+def test_settings_nothing_uses_are_refused_by_name(overrides, key):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["model.name=x", *overrides])
+    assert err.value.field == key
+
+
+def test_a_method_change_on_the_command_line_names_what_to_remove(tmp_path):
+    path = _yaml(tmp_path, {"model": {"name": "x"}, "objective": {"name": "trades", "beta": 3.0}})
+    with pytest.raises(ConfigError, match="~objective.beta"):
+        load_config(path, ["objective.name=pgd_at"])
+    assert load_config(path, ["objective.name=pgd_at", "~objective.beta"]).objective == PGDAT()
+
+
+def test_cycled_momentum_with_one_cycle_and_the_threat_model():
+    config = load_config(
+        None, ["model.name=x", "optim.momentum=[0.85, 0.95]", "schedule.kind=onecycle"]
+    )
+    assert config.optim.momentum == (0.85, 0.95)
+    assert config.threat_model() == (8 / 255, "inf")
+    standard = load_config(None, ["model.name=x", "objective.name=standard", "eval.eps=0.1"])
+    assert standard.threat_model() == (0.1, "inf")

@@ -46,20 +46,41 @@ def test_config_builds(path):
     assert spec.num_classes == classes
     model = _built(spec.replace(num_classes=10))  # a network is built once, whatever its head
     assert sum(p.numel() for p in model.parameters()) > 0
-    setup.build_objective(config)
+    setup.build_optim(model, config)
 
 
-def test_advanced_recipe_values():
-    config = load_config(CONFIGS / "cifar10" / "advanced" / "wrn-a4.yaml")
-    assert config.objective.label_smoothing == 0.1 and config.objective.bn_adversarial_only
-    assert config.optim.nesterov and config.optim.exclude_norm_and_bias
-    assert (config.optim.lr, config.optim.weight_decay, config.ema.tau) == (0.4, 5e-4, 0.995)
-    assert (config.run.batch_size, config.schedule.epochs, config.schedule.kind) == (
-        1024,
-        400,
+@pytest.mark.parametrize("network", ["robustresnet-a1", "wrn-a4"])
+def test_advanced_recipe_is_the_authors_trainer(network):
+    """adv-main_dist.py with the README's flags, item by item (docs/authors-code.md)."""
+    config = load_config(CONFIGS / "cifar10" / "advanced" / f"{network}.yaml")
+    objective = config.objective
+    assert (objective.name, objective.beta, objective.label_smoothing) == ("trades", 6.0, 0.1)
+    assert objective.attack_bn == "train" and objective.bn_adversarial_only
+    assert (objective.start, objective.clamp_start) == ("uniform", True)
+    assert (config.model.bn_momentum_first_step, config.model.bn_momentum) == (1.0, 0.01)
+    assert config.optim.momentum == (0.85, 0.95) and config.optim.nesterov
+    assert (config.optim.lr, config.optim.weight_decay, config.optim.grad_clip) == (0.4, 5e-4, None)
+    assert config.optim.no_decay == "bn_in_name"
+    schedule = config.schedule
+    assert (schedule.kind, schedule.interval, schedule.epochs, schedule.warmup_epochs) == (
         "onecycle",
+        "epoch",
+        400,
+        10,
     )
+    assert (config.ema.tau, config.ema.warmup_epochs) == (0.995, 10)
+    assert (config.run.batch_size, config.data.epoch_images) == (1024, 50000)
     assert (config.data.val_size, config.data.extra_fraction) == (1024, 0.7)
-    assert (config.eval.val_steps, config.eval.val_loss) == (40, "cw")
+    val = config.eval
+    assert (val.val_loss, val.val_steps, val.val_step_size) == ("cw", 40, 2 / 255)
+    assert val.ties == "latest"
     spec = setup.build_spec(config.model, 10, (3, 32, 32))
-    assert {s.activation for s in spec.stages} == {"silu"} and spec.mean is not None
+    assert {s.activation for s in spec.stages} == {"silu"} and spec.mean is None
+
+
+@pytest.mark.parametrize("method", ["trades", "pgd_at", "mart"])
+def test_baseline_starts_are_the_authors_losses(method):
+    objective = load_config(CONFIGS / "cifar10" / method / "wrn-a4.yaml").objective
+    assert objective.start == "normal" and not objective.clamp_start
+    assert objective.start_std == (0.001 if method == "trades" else objective.step_size)
+    assert objective.attack_bn == "eval" and not getattr(objective, "bn_adversarial_only", False)

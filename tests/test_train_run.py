@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from robustresnet.cli import main
 from robustresnet.errors import CheckpointError, ConfigError, DataError
 from robustresnet.train import checkpoint as ckpt
-from robustresnet.train import setup
+from robustresnet.train.objectives import PGDAT, TRADES
 from robustresnet.train.trainer import NonFiniteLossError, train
 
 
@@ -90,20 +90,15 @@ def test_full_disk_keeps_the_last_checkpoint(tmp_path, monkeypatch):
 
 
 def test_non_finite_loss_stops_and_keeps_the_good_checkpoint(tmp_path, monkeypatch):
-    build = setup.build_objective
+    honest = PGDAT.loss
     counter = {"steps": 0}
 
-    def poisoned(config):
-        objective = build(config)
+    def poisoned(self, *args):
+        loss, metrics = honest(self, *args)
+        counter["steps"] += 1
+        return (loss * float("nan") if counter["steps"] > 12 else loss), metrics
 
-        def call(model, x, y, *, generator=None):
-            loss, metrics = objective(model, x, y, generator=generator)
-            counter["steps"] += 1
-            return (loss * float("nan") if counter["steps"] > 12 else loss), metrics
-
-        return call
-
-    monkeypatch.setattr(setup, "build_objective", poisoned)
+    monkeypatch.setattr(PGDAT, "loss", poisoned)
     with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
         train(tiny_config(), tmp_path / "run", quiet=True)
     state = ckpt.load_checkpoint(tmp_path / "run")
@@ -144,3 +139,38 @@ def test_rrn_eval_of_a_run_directory_reads_the_runs_dataset_at_its_input_size(tm
     report = json.loads(capsys.readouterr().out)
     assert report["source"]["data"] == "digits/test"
     assert report["flags"]["clean"] == own["flags"]["clean"]
+
+
+def test_the_advanced_recipe_options_train_as_the_authors_trainer_runs(tmp_path, monkeypatch):
+    """Every option of the advanced recipe in one short run: per-epoch one-cycle lr and cycled
+    momentum, BN momentum 1.0 for the first step then 0.01, EMA copying during warm-up, batch
+    statistics in the attack, an epoch of epoch_images, CW validation with ties kept late."""
+    bn_momenta = []
+    honest = TRADES.loss
+
+    def recording(self, model, *args):
+        bn_momenta.append(next(m.momentum for m in model.modules() if hasattr(m, "momentum")))
+        return honest(self, model, *args)
+
+    monkeypatch.setattr(TRADES, "loss", recording)
+    config = tiny_config(
+        model={"bn_momentum": 0.01, "bn_momentum_first_step": 1.0},
+        data={"epoch_images": 256},
+        objective={
+            "name": "trades", "eps": 0.1, "step_size": 0.05, "steps": 2, "start": "uniform",
+            "attack_bn": "train", "label_smoothing": 0.1, "bn_adversarial_only": True,
+        },
+        optim={"lr": 0.2, "momentum": [0.85, 0.95], "nesterov": True, "no_decay": "bn_in_name"},
+        schedule={"kind": "onecycle", "epochs": 3, "warmup_epochs": 2, "interval": "epoch"},
+        ema={"tau": 0.995, "warmup_epochs": 1},
+        eval={"val_loss": "cw", "val_steps": 3, "val_step_size": 0.05, "ties": "latest",
+              "final_attacks": ["clean", "fgsm"]},
+    )  # fmt: skip
+    run = train(config, tmp_path / "run", quiet=True)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [2, 4, 6]  # 256 images at batch 128
+    assert [row["lr"] for row in rows] == pytest.approx([0.2 / 25, 0.2, 0.2 / 25 / 1e4])
+    assert [row["momentum"] for row in rows] == pytest.approx([0.95, 0.85, 0.95])
+    assert bn_momenta == [1.0] + [0.01] * 5
+    report = json.loads((run / "report.json").read_text())
+    assert set(report["accuracy"]) >= {"clean", "fgsm"}

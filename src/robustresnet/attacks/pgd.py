@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import ConfigError
 
@@ -19,15 +20,36 @@ LossFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 @contextmanager
-def frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and no parameter gradients inside; every module's mode and flag restored after."""
+def untracked_running_stats(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside, no BatchNorm layer updates its running statistics (a train-mode one normalises by
+    each batch); every flag restored after."""
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    try:
+        for m in norms:
+            m.track_running_stats = False
+        yield model
+    finally:
+        for m in norms:
+            m.track_running_stats = True
+
+
+@contextmanager
+def frozen(model: nn.Module, *, batch_stats: bool = False) -> Iterator[nn.Module]:
+    """Eval mode and no parameter gradients inside; every module's mode and flag restored after.
+
+    With `batch_stats`, BatchNorm layers run in train mode without updating their running
+    statistics: every forward normalises by its own batch (the advanced recipe's attack)."""
     modes = [(module, module.training) for module in model.modules()]
     flags = [(param, param.requires_grad) for param in model.parameters()]
     try:
         model.eval()
         for param, _ in flags:
             param.requires_grad_(False)
-        yield model
+        with untracked_running_stats(model) if batch_stats else nullcontext():
+            for m in model.modules():
+                if batch_stats and isinstance(m, _BatchNorm):
+                    m.train()
+            yield model
     finally:
         for param, flag in flags:
             param.requires_grad_(flag)
@@ -92,8 +114,15 @@ def _per_sample_norm(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.dim() - 1)))
 
 
-def _random_start(x: torch.Tensor, eps: float, norm: str, start: str, std: float, generator):
-    """The starting point: x, x + std * N(0, 1), or uniform in the ball (uniform radius for L2)."""
+def _start(x, eps, norm, start, std, generator, noise):
+    """x plus the start displacement: `noise` when given, else none, std * N(0, 1), or uniform in
+    the ball (uniform radius for L2)."""
+    if noise is not None:
+        if noise.shape != x.shape:
+            raise ConfigError(
+                "start_noise", tuple(noise.shape), f"the shape of x, {tuple(x.shape)}"
+            )
+        return x + noise.to(x.device)
     if start == "none":
         return x.clone()
     noise = torch.empty_like(x)
@@ -130,24 +159,36 @@ def perturb(
     norm: Norm = "inf",
     start: Start = "uniform",
     start_std: float = 0.001,
+    clamp_start: bool = True,
+    start_noise: torch.Tensor | None = None,
+    batch_stats: bool = False,
     generator: torch.Generator | None = None,
     fuse: bool = True,
 ) -> torch.Tensor:
     """Maximise the per-sample `loss_fn(model(x_adv))` by projected gradient ascent; returns x_adv.
 
-    L∞ takes sign steps, L2 normalised-gradient steps; every iterate lies in the eps-ball and in
-    [0, 1]. The model is frozen (eval mode, no parameter gradients) throughout; with `fuse` the
-    steps run its fused copy (`attack_model`), the same function in fewer kernels.
+    L∞ takes sign steps, L2 normalised-gradient steps; every iterate after a step lies in the
+    eps-ball and in [0, 1]. The start is x plus a displacement (`start`, or `start_noise` given
+    exactly, e.g. another code's draw), clamped to [0, 1] with `clamp_start`; without it the first
+    gradient is taken at the displaced point as drawn (the authors' baseline losses and
+    evaluation attacks). With no steps the start itself, projected, is returned.
+
+    The model is frozen (eval mode, no parameter gradients) throughout; with `batch_stats` its
+    BatchNorm layers normalise by each forward's batch (`frozen`). With `fuse` the steps run its
+    fused copy (`attack_model`, not with `batch_stats`), the same function in fewer kernels.
     """
     _check(eps, step_size, steps, norm, start)
-    model = attack_model(model, fuse=fuse)
+    model = attack_model(model, fuse=fuse and not batch_stats)
     x = x.detach().contiguous(memory_format=memory_format_of(model))
     # L∞ ball ∩ box is itself a box: computed once, one clamp per step.
     lower = (x - eps).clamp_(min=0.0) if norm == "inf" else None
     upper = (x + eps).clamp_(max=1.0) if norm == "inf" else None
-    with frozen(model), torch.enable_grad():
-        x_adv = _random_start(x, eps, norm, start, start_std, generator)
-        _project_(x_adv, x, eps, lower, upper)
+    with frozen(model, batch_stats=batch_stats), torch.enable_grad():
+        x_adv = _start(x, eps, norm, start, start_std, generator, start_noise)
+        if clamp_start:
+            x_adv.clamp_(0.0, 1.0)
+        if steps == 0:
+            _project_(x_adv, x, eps, lower, upper)
         x_adv.requires_grad_(True)
         for _ in range(steps):
             loss = loss_fn(model(x_adv)).sum()

@@ -21,17 +21,38 @@ _DEFAULT_STEPS = {"pgd": 20, "cw": 40}
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """One attack of an evaluation; `name` is its key in reports, `label` its column heading."""
+    """One attack of an evaluation; `name` is its key in reports, `label` its column heading.
+
+    A PGD step size of None is eps / 10 (0.8/255 at 8/255: the paper's PGD-20 and CW-40)."""
 
     name: str
     kind: Kind
     eps: float = 8 / 255
     norm: Literal["inf", "2"] = "inf"
     steps: int = 0
-    step_size: float = 0.0
+    step_size: float | None = None
     loss: Literal["ce", "cw"] = "ce"
     random_start: bool = True
     autoattack: tuple[str, ...] = STANDARD
+
+    def __post_init__(self) -> None:
+        where = f"attack {self.name}"
+        if self.kind not in ("clean", "fgsm", "pgd", "aa"):
+            raise ConfigError(f"{where}: kind", self.kind, "clean, fgsm, pgd or aa")
+        if self.norm not in ("inf", "2"):
+            raise ConfigError(f"{where}: norm", self.norm, '"inf" or "2"')
+        if not 0 <= self.eps <= (1 if self.norm == "inf" else float("inf")):
+            raise ConfigError(f"{where}: eps", self.eps, "a radius in image units, e.g. 8/255")
+        if self.kind == "fgsm" and self.norm != "inf":
+            raise ConfigError(where, self.norm, "norm inf (FGSM is an L∞ attack)")
+        if self.kind == "pgd" and self.step_size is None:
+            object.__setattr__(self, "step_size", self.eps / 10)
+        if self.step_size is not None and not self.step_size >= 0:
+            raise ConfigError(f"{where}: step_size", self.step_size, "a number >= 0")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
+            raise ConfigError(f"{where}: steps", self.steps, "an integer >= 0")
+        if self.loss not in ("ce", "cw"):
+            raise ConfigError(f"{where}: loss", self.loss, '"ce" or "cw"')
 
     @property
     def label(self) -> str:
@@ -109,7 +130,7 @@ def _options(spec: AttackSpec, options: list[str]) -> dict[str, Any]:
 
 
 def parse_attack(text: str, *, eps: float = 8 / 255, norm: str = "inf") -> AttackSpec:
-    """`NAME[:key=value...]`: NAME is clean, fgsm, aa, pgdN or cwN; step size defaults to eps/10."""
+    """`NAME[:key=value...]` (the command line's form): NAME is clean, fgsm, aa, pgdN or cwN."""
     head, *options = text.strip().split(":")
     match = re.fullmatch(r"(clean|fgsm|aa|pgd|cw)(\d*)", head.strip().lower())
     if match is None:
@@ -121,14 +142,4 @@ def parse_attack(text: str, *, eps: float = 8 / 255, norm: str = "inf") -> Attac
     steps = int(digits) if digits else _DEFAULT_STEPS.get(base, 0)
     loss = "cw" if base == "cw" else "ce"
     spec = AttackSpec(text.strip(), kind, eps=eps, norm=norm, steps=steps, loss=loss)
-    changes = _options(spec, options)
-    spec = replace(spec, **changes)
-    if not 0 <= spec.eps <= (1 if spec.norm == "inf" else float("inf")):
-        raise ConfigError(
-            f"attack {spec.name}: eps", spec.eps, "a radius in image units, e.g. 8/255"
-        )
-    if spec.kind == "fgsm" and spec.norm != "inf":
-        raise ConfigError(f"attack {spec.name}", spec.norm, "norm inf (FGSM is an L∞ attack)")
-    if spec.kind == "pgd" and "step_size" not in changes:
-        spec = replace(spec, step_size=spec.eps / 10)
-    return spec
+    return replace(spec, **{"step_size": None, **_options(spec, options)})  # None: eps / 10

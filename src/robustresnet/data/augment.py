@@ -98,16 +98,21 @@ def random_flip(images: torch.Tensor, generator: torch.Generator | None = None) 
 
 
 def random_rotation(
-    images: torch.Tensor, degrees: float, generator: torch.Generator | None = None
+    images: torch.Tensor,
+    degrees: float,
+    generator: torch.Generator | None = None,
+    *,
+    mode: str = "nearest",
 ) -> torch.Tensor:
-    """Rotate float images by an angle uniform in [-degrees, degrees], bilinear, zero fill."""
+    """Rotate float images by an angle uniform in [-degrees, degrees], zero fill; `mode` nearest
+    (torchvision's RandomRotation default, the authors') or bilinear."""
     if degrees == 0:
         return images
     angle = (_uniform((len(images),), generator, images.device) * 2 - 1) * math.radians(degrees)
     cos, sin, zero = angle.cos(), angle.sin(), torch.zeros_like(angle)
     theta = torch.stack([cos, -sin, zero, sin, cos, zero], dim=1).view(-1, 2, 3)
     grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(images, grid, mode=mode, padding_mode="zeros", align_corners=False)
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

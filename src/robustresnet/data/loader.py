@@ -1,13 +1,17 @@
 """DeviceLoader: the whole dataset as one uint8 tensor on the device, batches made there.
 
 Training epochs follow a permutation seeded by (seed, epoch); every rank takes a disjoint slice of
-it. With extra data, a fixed share of each batch comes from the extra set under its own permutation.
-An epoch is one pass over the (sharded) base dataset. The state is (epoch, position): enough to
-resume mid-epoch and get exactly the batches an uninterrupted run would have got.
+it. With extra data, a fixed share of each batch (rounded down, as Carmon et al.'s sampler)
+comes from the extra set under its own permutation. An epoch is one pass over the (sharded) base
+dataset, or `epoch_images` images (the semi-supervised lineage's 50,000 per CIFAR-10 epoch):
+ceil(epoch_images / global batch) batches, the base set cycled under fresh permutations when it
+runs out. The state is (epoch, position): enough to resume mid-epoch and get exactly the batches
+an uninterrupted run would have got.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,6 +53,8 @@ class DeviceLoader:
         crop_padding: int = 4,
         flip: bool = True,
         rotation: float = 0.0,
+        rotation_mode: str = "nearest",
+        epoch_images: int | None = None,
         extra: ImageDataset | tuple[torch.Tensor, torch.Tensor] | None = None,
         extra_fraction: float = 0.0,
         rank: int = 0,
@@ -65,10 +71,11 @@ class DeviceLoader:
                 raise ConfigError("extra", tuple(extra_images.shape), "uint8 images, >= 1 per rank")
             self.extra = (extra_images.to(self.device), extra_labels.to(self.device))
         self.batch_size, self.train, self.seed = batch_size, train, seed
-        self.rotation = rotation
+        self.rotation, self.rotation_mode = rotation, rotation_mode
+        self.epoch_images = epoch_images
         self.rank, self.world_size = rank, world_size
         self.drop_last = train if drop_last is None else drop_last
-        self.extra_count = round(batch_size * extra_fraction) if self.extra is not None else 0
+        self.extra_count = int(batch_size * extra_fraction) if self.extra is not None else 0
         self.base_count = batch_size - self.extra_count
         self.epoch, self.position = 0, 0
         shape = (batch_size, *self.images.shape[1:])
@@ -80,6 +87,8 @@ class DeviceLoader:
         )
 
     def __len__(self) -> int:
+        if self.train and self.epoch_images is not None:
+            return math.ceil(self.epoch_images / (self.batch_size * self.world_size))
         n = len(self.labels) // self.world_size if self.train else self._eval_range()[1]
         full, rest = divmod(n, self.base_count)
         return full + (rest > 0 and not self.drop_last)
@@ -103,8 +112,12 @@ class DeviceLoader:
         if not self.train:
             yield from self._eval_batches()
             return
-        base = self._base_indices(self.epoch)
-        extra = self._extra_indices(self.epoch) if self.extra is not None else None
+        one_pass = self.epoch_images is None  # the share itself, even with a short last batch
+        needed = len(self.labels) // self.world_size if one_pass else len(self) * self.base_count
+        base = self._indices(len(self.labels), needed, _BASE)
+        extra = None
+        if self.extra is not None:
+            extra = self._indices(len(self.extra[1]), len(self) * self.extra_count, _EXTRA)
         offsets = self._crop_flip_offsets(self.epoch)
         for step in range(self.position, len(self)):
             chosen = base[step * self.base_count : (step + 1) * self.base_count]
@@ -125,7 +138,7 @@ class DeviceLoader:
         x = to_float(x)
         if self.rotation:
             generator = _generator(self.seed, self.epoch, _ROTATE, self.rank, step)
-            x = random_rotation(x, self.rotation, generator)
+            x = random_rotation(x, self.rotation, generator, mode=self.rotation_mode)
         return x
 
     def _crop_flip_offsets(self, epoch: int) -> torch.Tensor | None:
@@ -135,21 +148,17 @@ class DeviceLoader:
         generator = _generator(self.seed, epoch, _CROP_FLIP, self.rank)
         return self.crop_flip.draw(len(self), generator)
 
-    def _base_indices(self, epoch: int) -> torch.Tensor:
-        """This rank's slice of the epoch's permutation of the base dataset (remainder dropped)."""
-        order = torch.randperm(len(self.labels), generator=_generator(self.seed, epoch, _BASE))
-        share = len(order) // self.world_size
-        return order[self.rank * share : (self.rank + 1) * share].to(self.device)
-
-    def _extra_indices(self, epoch: int) -> torch.Tensor:
-        """Enough extra indices for the epoch: this rank's slices of fresh permutations."""
-        total = len(self.extra[1])
+    def _indices(self, total: int, needed: int, stream: int) -> torch.Tensor:
+        """`needed` indices for this epoch: this rank's slices of fresh permutations of `total`
+        items (a set smaller than the epoch is cycled, reshuffled; a rank's remainder dropped)."""
         share = total // self.world_size
-        needed, rounds, pieces = len(self) * self.extra_count, 0, []
-        while sum(len(p) for p in pieces) < needed:  # a small extra set is cycled, reshuffled
-            order = torch.randperm(total, generator=_generator(self.seed, epoch, _EXTRA, rounds))
+        pieces, count = [], 0
+        while count < needed:
+            rounds = (len(pieces),) if pieces else ()  # later rounds get their own seeds
+            generator = _generator(self.seed, self.epoch, stream, *rounds)
+            order = torch.randperm(total, generator=generator)
             pieces.append(order[self.rank * share : (self.rank + 1) * share])
-            rounds += 1
+            count += share
         empty = torch.empty(0, dtype=torch.long)
         return torch.cat([empty, *pieces])[:needed].to(self.device)
 
@@ -172,6 +181,7 @@ class DeviceLoader:
             "seed": self.seed,
             "batch_size": self.batch_size,
             "extra_count": self.extra_count,
+            "epoch_images": self.epoch_images,
             "rank": self.rank,
             "world_size": self.world_size,
             "size": len(self.labels),
@@ -193,7 +203,7 @@ def _check_options(batch_size, extra, fraction, rank, world_size, train, images,
     if fraction > 0 and (extra is None or not train):
         given = None if extra is None else type(extra).__name__
         raise ConfigError("extra", given, "an extra dataset (training loaders only) when mixing")
-    if round(batch_size * fraction) >= batch_size:
+    if int(batch_size * fraction) >= batch_size:
         raise ConfigError(
             "extra_fraction", fraction, f"a share leaving base images in {batch_size}"
         )

@@ -12,15 +12,16 @@ from ..arch import ArchSpec
 from ..arch.profile import profile
 from ..arch.scaling import robust_scaling
 from ..errors import ConfigError
-from ..train.config import ModelConfig, load_config
+from ..train.config import ExperimentConfig, load_config
+from ..train.objectives import Objective, objective_class
 from ..train.setup import resolve_model_spec
 from .expand import Trial, expand
 from .spec import SweepSpec, format_override
 
 ARCH_AXES = ("block", "scaling", "depths", "widening", "kernel_size", "activation", "normalization")
 STAGE_FIELDS = ("block", "kernel_size", "activation", "normalization")
-# Axes that are plain config fields of `rrn train`.
-CONFIG_KEYS = {"method": "objective.name", "seed": "run.seed"}
+# Axes that are plain config fields of `rrn train` (`method` replaces the objective section).
+CONFIG_KEYS = {"seed": "run.seed"}
 SPECS_DIR = "specs"
 # What a RobustScaling trial keeps from the base network: every ArchSpec field but its stages
 # (which scaling replaces) and its name (the trial's own).
@@ -45,7 +46,7 @@ def plan_sweep(sweep: SweepSpec, out_dir: str | Path) -> Plan:
     for trial in expand(sweep):
         try:
             spec = trial_spec(base, trial.values)
-            overrides = trial_overrides(trial, base_config.model, Path(out_dir))
+            overrides = trial_overrides(trial, base_config, Path(out_dir))
             load_config(sweep.base, [*sweep.overrides, *overrides])
         except ConfigError as err:  # name the trial, keep the field
             raise ConfigError(f"{trial.name}: {err.field}", err.value, err.expected) from err
@@ -89,8 +90,18 @@ def trial_spec(base: ArchSpec, values: dict[str, Any]) -> ArchSpec:
     return base.replace(stages=tuple(stages), name=None)
 
 
-def trial_overrides(trial: Trial, model: ModelConfig, out_dir: Path) -> list[str]:
+def method_objective(base: Objective, method: str) -> dict[str, Any]:
+    """The objective section of a `method` trial: that objective with every setting it shares
+    with the base's (eps, steps, ...); those it does not use (beta for pgd_at) are left out."""
+    cls = objective_class(method)
+    shared = {f.name for f in dataclasses.fields(cls)}
+    settings = {k: v for k, v in base.settings().items() if k in shared}
+    return {"name": cls.name, **settings}
+
+
+def trial_overrides(trial: Trial, base: ExperimentConfig, out_dir: Path) -> list[str]:
     """Dotted overrides for `rrn train`: the trial's spec file, method, seed, other keys."""
+    model = base.model
     overrides = []
     if any(axis in trial.values for axis in ARCH_AXES):
         overrides.append(format_override("model.name", str(spec_path(out_dir, trial.name))))
@@ -99,7 +110,9 @@ def trial_overrides(trial: Trial, model: ModelConfig, out_dir: Path) -> list[str
             if getattr(model, key) is not None:
                 overrides.append(f"model.{key}=null")
     for axis, value in trial.values.items():
-        if axis in CONFIG_KEYS:
+        if axis == "method":
+            overrides.append(format_override("objective", method_objective(base.objective, value)))
+        elif axis in CONFIG_KEYS:
             overrides.append(format_override(CONFIG_KEYS[axis], value))
         elif "." in axis:
             overrides.append(format_override(axis, value))

@@ -12,7 +12,12 @@ from typing import Any
 
 import yaml
 
+from ..attacks.autoattack import parse_attacks
+from ..attacks.spec import parse_attack
 from ..errors import ConfigError
+from .objectives import TRADES, Objective, check_settings, objective_class
+
+NO_DECAY = ("none", "norm_and_bias", "bn_in_name")
 
 # Each field is given in explicit units: eps and step sizes are fractions of the [0, 1] pixel range
 # (write "8/255"), epochs are counts, rotation is in degrees.
@@ -29,6 +34,8 @@ class ModelConfig:
     num_classes: int | None = None  # None: the dataset's class count
     activation: str | None = None
     sync_bn: bool = False
+    bn_momentum: float | None = None  # BatchNorm running-statistics momentum; None: torch's 0.1
+    bn_momentum_first_step: float | None = None  # the first step's (advanced recipe: 1.0)
 
     mean: str | tuple[float, ...] | None = None  # in-model input normalisation, or "cifar10"
     std: str | tuple[float, ...] | None = None
@@ -37,6 +44,9 @@ class ModelConfig:
         given = [k for k in ("name", "spec", "reference") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ConfigError("model", given, "exactly one of model.name / spec / reference")
+        for key in ("bn_momentum", "bn_momentum_first_step"):
+            if getattr(self, key) is not None:
+                _check_range(f"model.{key}", getattr(self, key), 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -49,42 +59,23 @@ class DataConfig:
     options: dict = field(default_factory=dict)  # reader options, e.g. digits {size: 16}
     val_size: int = 1024  # the first `val_size` training images are held out for model selection
     extra: str | None = None  # Carmon pickle or .npz of extra training images
-    extra_fraction: float = 0.0
+    extra_fraction: float = 0.0  # share of each batch from `extra` (rounded down, as Carmon's)
+    epoch_images: int | None = None  # images per epoch; None: one pass over the labelled images
     crop_padding: int = 4
     flip: bool = True
     rotation: float = 0.0  # degrees (CIFAR-100 recipes: 20)
+    rotation_mode: str = "nearest"  # interpolation: nearest (torchvision's default) or bilinear
 
     def __post_init__(self) -> None:
         _check_range("data.val_size", self.val_size, 0, None)
         _check_range("data.extra_fraction", self.extra_fraction, 0.0, 1.0)
+        if self.epoch_images is not None:
+            _check_range("data.epoch_images", self.epoch_images, 1, None)
         _check_range("data.crop_padding", self.crop_padding, 0, None)
         _check_range("data.rotation", self.rotation, 0.0, 180.0)
+        _check_choice("data.rotation_mode", self.rotation_mode, ("nearest", "bilinear"))
         if self.extra_fraction > 0 and self.extra is None:
             raise ConfigError("data.extra", None, "a file path when data.extra_fraction > 0")
-
-
-@dataclass(frozen=True)
-class ObjectiveConfig:
-    """Training objective and its inner maximisation."""
-
-    name: str = "trades"  # trades, pgd_at, mart, standard
-    beta: float = 6.0  # TRADES / MART only
-    eps: float = 8 / 255
-    step_size: float = 2 / 255
-    steps: int = 10
-    norm: str = "inf"
-    start: str | None = None  # None: the objective's own default (TRADES: 0.001 N(0, 1))
-    label_smoothing: float = 0.0
-    bn_adversarial_only: bool = False
-
-    def __post_init__(self) -> None:
-        _check_choice("objective.name", self.name, ("trades", "pgd_at", "mart", "standard"))
-        _check_choice("objective.norm", self.norm, ("inf", "2"))
-        _check_choice("objective.start", self.start, (None, "uniform", "normal", "none"))
-        _check_range("objective.steps", self.steps, 0, None)
-        _check_range("objective.label_smoothing", self.label_smoothing, 0.0, 1.0)
-        _check_eps("objective.eps", self.eps, self.norm)
-        _check_eps("objective.step_size", self.step_size, self.norm)
 
 
 @dataclass(frozen=True)
@@ -92,16 +83,23 @@ class OptimConfig:
     """SGD settings."""
 
     lr: float = 0.1
-    momentum: float = 0.9
+    # A number, or [low, high] cycled by the one-cycle schedule: high at the ends, low at the
+    # learning-rate peak (torch's OneCycleLR; the advanced recipe: [0.85, 0.95]).
+    momentum: float | tuple[float, ...] = 0.9
     nesterov: bool = False
     weight_decay: float = 2e-4
-    exclude_norm_and_bias: bool = False  # no weight decay on normalisation and bias parameters
+    no_decay: str = "none"  # none, norm_and_bias, or bn_in_name (the authors' advanced trainer)
     grad_clip: float | None = 5.0  # max gradient norm; None: off
 
     def __post_init__(self) -> None:
         _check_range("optim.lr", self.lr, 0.0, None)
-        _check_range("optim.momentum", self.momentum, 0.0, 1.0)
+        cycled = isinstance(self.momentum, tuple)
+        if cycled and (len(self.momentum) != 2 or self.momentum[0] > self.momentum[1]):
+            raise ConfigError("optim.momentum", list(self.momentum), "a number or [low, high]")
+        for value in self.momentum if cycled else (self.momentum,):
+            _check_range("optim.momentum", value, 0.0, 1.0)
         _check_range("optim.weight_decay", self.weight_decay, 0.0, None)
+        _check_choice("optim.no_decay", self.no_decay, NO_DECAY)
         if self.grad_clip is not None:
             _check_range("optim.grad_clip", self.grad_clip, 0.0, None)
 
@@ -114,9 +112,11 @@ class ScheduleConfig:
     epochs: int = 100
     warmup_epochs: float = 0.0
     milestones: tuple[float, ...] = (0.75, 0.9)  # fractions of the run (step schedule)
+    interval: str = "step"  # step: a new value every step; epoch: once per epoch (the authors')
 
     def __post_init__(self) -> None:
         _check_choice("schedule.kind", self.kind, ("step", "cosine", "onecycle"))
+        _check_choice("schedule.interval", self.interval, ("step", "epoch"))
         _check_range("schedule.epochs", self.epochs, 1, None)
         _check_range("schedule.warmup_epochs", self.warmup_epochs, 0.0, float(self.epochs))
         for m in self.milestones:
@@ -125,21 +125,28 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class EMAConfig:
-    """Exponential moving average of the weights: decay min(tau, (1+n)/(10+n)); None is off."""
+    """Exponential moving average of the weights (`train.ema.ema_decay`); tau None is off.
+
+    During the first `warmup_epochs` the average is a plain copy of the weights."""
 
     tau: float | None = None
+    warmup_epochs: float = 0.0
 
     def __post_init__(self) -> None:
         if self.tau is not None:
             _check_range("ema.tau", self.tau, 0.0, 1.0)
+        _check_range("ema.warmup_epochs", self.warmup_epochs, 0.0, None)
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     """Validation during training (model selection) and the final evaluation."""
 
+    eps: float | None = None  # the threat model; None: the objective's eps and norm
+    norm: str | None = None
     every: int = 1  # validate every k epochs (and after the last)
     from_epoch: int = 0  # best checkpoint chosen among epochs >= from_epoch
+    ties: str = "earliest"  # a later epoch with equal validation accuracy: earliest or latest
     val_steps: int = 20
     val_loss: str = "ce"  # ce or cw
     val_step_size: float | None = None  # None: eps / 10 (0.8/255 at 8/255, as PGD-20)
@@ -150,9 +157,16 @@ class EvalConfig:
     batch_size: int = 500
 
     def __post_init__(self) -> None:
+        if self.norm is not None:
+            _check_choice("eval.norm", self.norm, ("inf", "2"))
+        if self.eps is not None:
+            _check_eps("eval.eps", self.eps, self.norm or "inf")
         _check_range("eval.every", self.every, 1, None)
+        _check_choice("eval.ties", self.ties, ("earliest", "latest"))
         _check_range("eval.val_steps", self.val_steps, 0, None)
         _check_choice("eval.val_loss", self.val_loss, ("ce", "cw"))
+        if self.val_step_size is not None:
+            _check_eps("eval.val_step_size", self.val_step_size, self.norm or "inf")
         _check_range("eval.batch_size", self.batch_size, 1, None)
 
 
@@ -183,16 +197,36 @@ class ExperimentConfig:
 
     model: ModelConfig
     data: DataConfig = field(default_factory=DataConfig)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    objective: Objective = field(default_factory=TRADES)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.optim.momentum, tuple) and self.schedule.kind != "onecycle":
+            raise ConfigError(
+                "optim.momentum", list(self.optim.momentum), "a number (cycled momentum needs "
+                "schedule.kind: onecycle)",
+            )  # fmt: skip
+        if self.eval.eps is None and not hasattr(self.objective, "eps"):
+            raise ConfigError("eval.eps", None, "a radius: standard training has no eps to take")
+        eps, norm = self.threat_model()
+        for text in self.eval.final_attacks:  # a typo fails here, not after training
+            parse_attack(text, eps=eps, norm=norm)
+        parse_attacks(self.eval.autoattack or "standard")
+
+    def threat_model(self) -> tuple[float, str]:
+        """(eps, norm) of every evaluation of the run: the eval section's, else the objective's."""
+        eps = self.eval.eps if self.eval.eps is not None else self.objective.eps
+        return eps, self.eval.norm or getattr(self.objective, "norm", "inf")
+
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists, not tuples), ready for YAML."""
-        return _plain(dataclasses.asdict(self))
+        data = dataclasses.asdict(self)
+        data["objective"] = self.objective.settings()
+        return _plain(data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
@@ -207,11 +241,15 @@ class ExperimentConfig:
 def load_config(
     path: str | Path | None = None, overrides: typing.Sequence[str] = ()
 ) -> ExperimentConfig:
-    """Defaults < the YAML file at `path` < `overrides` such as ``["optim.lr=0.2"]``."""
+    """Defaults < the YAML file at `path` < `overrides` such as ``["optim.lr=0.2"]``; an
+    override ``~KEY`` removes the key (back to its default), as in Hydra."""
     data: dict[str, Any] = {}
     if path is not None:
         data = read_yaml(path)
     for item in overrides:
+        if item.startswith("~"):
+            _remove_dotted(data, item[1:].strip())
+            continue
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError("override", item, "KEY=VALUE with a dotted key, e.g. optim.lr=0.2")
@@ -262,6 +300,16 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _remove_dotted(data: dict[str, Any], key: str) -> None:
+    *parents, last = key.split(".")
+    node = data
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or last not in node:
+        raise ConfigError(f"~{key}", None, "a key the config sets (~ removes it)")
+    del node[last]
+
+
 def _build(cls: type, data: Any, prefix: str) -> Any:
     """Instantiate dataclass `cls` from mapping `data`, converting each field by its type."""
     where = prefix.rstrip(".") or "config"
@@ -276,8 +324,21 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+def _objective(data: Any, key: str) -> Objective:
+    """The objective a section names (default trades), built from its other settings; a setting
+    it does not use is an error naming it."""
+    if not isinstance(data, dict):
+        raise ConfigError(key, data, "a mapping")
+    cls = objective_class(data.get("name", "trades"))
+    settings = {k: v for k, v in data.items() if k != "name"}
+    check_settings(cls, settings)
+    return _build(cls, settings, key + ".")
+
+
 def _convert(tp: Any, value: Any, key: str) -> Any:
     """`value` as type `tp` (int, float, bool, str, dict, Optional, tuple, dataclass)."""
+    if tp is Objective:
+        return _objective(value, key)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key + ".")
     args = typing.get_args(tp)

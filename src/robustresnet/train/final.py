@@ -9,48 +9,70 @@ from typing import Any
 
 from .._io import write_json, write_text
 from ..arch.compat import load_weights
+from ..attacks.autoattack import STANDARD, parse_attacks
+from ..attacks.spec import AttackSpec, parse_attack
 from ..evaluate import evaluate, to_markdown
+from .config import ExperimentConfig
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 
 
+def validation_attack(config: ExperimentConfig) -> AttackSpec:
+    """The PGD (CE loss) or CW attack that selects the best epoch."""
+    cfg = config.eval
+    eps, norm = config.threat_model()
+    name = f"{'cw' if cfg.val_loss == 'cw' else 'pgd'}{cfg.val_steps}"
+    return AttackSpec(
+        name, "pgd", eps=eps, norm=norm, steps=cfg.val_steps, step_size=cfg.val_step_size,
+        loss=cfg.val_loss,
+    )  # fmt: skip
+
+
+def final_evaluations(config: ExperimentConfig) -> list[tuple[str, list[AttackSpec], int | None]]:
+    """(label suffix, attacks, samples) of each final report: the final attacks, with AutoAttack
+    among them, or on its own subset (`eval.autoattack_samples`) in a second report."""
+    cfg = config.eval
+    eps, norm = config.threat_model()
+    attacks = [parse_attack(text, eps=eps, norm=norm) for text in cfg.final_attacks]
+    runs = [("", attacks, cfg.final_samples)]
+    if cfg.autoattack:
+        names = parse_attacks(cfg.autoattack)
+        key = "aa" if names == STANDARD else "aa:attacks=" + "+".join(names)
+        aa = AttackSpec(key, "aa", eps=eps, norm=norm, autoattack=names)
+        if cfg.autoattack_samples is None:
+            attacks.append(aa)
+        else:
+            clean = AttackSpec("clean", "clean")
+            runs.append((" (AutoAttack subset)", [clean, aa], cfg.autoattack_samples))
+    return runs
+
+
 def validate(t: Any) -> dict[str, float]:
-    """Clean and PGD accuracy of the selected model (EMA when on) on the held-out images."""
-    cfg, objective = t.config.eval, t.config.objective
-    attack = f"{cfg.val_loss if cfg.val_loss == 'cw' else 'pgd'}{cfg.val_steps}"
-    if cfg.val_step_size is not None:
-        attack += f":step_size={cfg.val_step_size!r}"
+    """Clean and attacked accuracy of the selected model (EMA when on) on the held-out images."""
+    attack = validation_attack(t.config)
     report = evaluate(
         t.eval_model,
         t.data.val.images,
         t.data.val.labels,
-        attacks=("clean", attack),
-        eps=objective.eps,
-        norm=objective.norm,
-        batch_size=cfg.batch_size,
+        attacks=(AttackSpec("clean", "clean"), attack),
+        eps=attack.eps,
+        norm=attack.norm,
+        batch_size=t.config.eval.batch_size,
         seed=t.config.run.seed,  # its own generators: the training RNG is untouched
         sanity_checks=False,
         fuse=t.config.run.fuse,
     )
-    return {"val_clean": report["accuracy"]["clean"], "val_robust": report["accuracy"][attack]}
+    return {"val_clean": report["accuracy"]["clean"], "val_robust": report["accuracy"][attack.name]}
 
 
 def final_report(t: Any, *, quiet: bool = False) -> list[dict[str, Any]]:
-    """Evaluate the selected model on the test split; write report.json and report.md.
-
-    AutoAttack on a subset (`eval.autoattack_samples`) is a second report beside the first."""
-    cfg, objective = t.config.eval, t.config.objective
+    """Evaluate the selected model on the test split; write report.json and report.md."""
     model = _selected_model(t)
     name = t.spec.name or t.run_dir.name
-    aa = "aa:attacks=" + "+".join(cfg.autoattack) if cfg.autoattack else None
-    runs = [(name, list(cfg.final_attacks), cfg.final_samples)]
-    if aa and cfg.autoattack_samples is None:
-        runs[0][1].append(aa)
-    elif aa:
-        runs.append((f"{name} (AutoAttack subset)", ["clean", aa], cfg.autoattack_samples))
+    eps, norm = t.config.threat_model()
     reports = []
-    for index, (label, attacks, samples) in enumerate(runs):
+    for index, (suffix, attacks, samples) in enumerate(final_evaluations(t.config)):
         n = samples or len(t.data.test.labels)
         reports.append(
             evaluate(
@@ -58,12 +80,12 @@ def final_report(t: Any, *, quiet: bool = False) -> list[dict[str, Any]]:
                 t.data.test.images[:n],
                 t.data.test.labels[:n],
                 attacks=attacks,
-                eps=objective.eps,
-                norm=objective.norm,
-                batch_size=cfg.batch_size,
+                eps=eps,
+                norm=norm,
+                batch_size=t.config.eval.batch_size,
                 seed=t.config.run.seed,
                 state_path=t.run_dir / f"eval-state-{index}.json",  # a killed evaluation resumes
-                name=label,
+                name=name + suffix,
                 quiet=quiet,
                 fuse=t.config.run.fuse,
             )

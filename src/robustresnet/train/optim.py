@@ -7,7 +7,9 @@ Schedules (`lr_at`), with T = total_steps and W = warmup_steps:
   p = (s - W) / (T - W).
 - "onecycle": `torch.optim.lr_scheduler.OneCycleLR` with cosine annealing (the advanced recipe's
   one-cycle): cosine rise from base_lr / div_factor to base_lr over steps 0..W-1, then cosine
-  fall to base_lr / (div_factor * final_div_factor) at step T-1. Momentum is not cycled.
+  fall to base_lr / (div_factor * final_div_factor) at step T-1. `momentum_at` cycles momentum
+  the opposite way, as OneCycleLR does: high to low while the rate rises, back while it falls.
+A "step" is whatever the caller counts: optimizer steps, or epochs for a per-epoch schedule.
 """
 
 from __future__ import annotations
@@ -23,8 +25,18 @@ SCHEDULES = ("step", "cosine", "onecycle")
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
 
-def no_weight_decay_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Parameters of normalisation layers and every bias, each once."""
+def no_weight_decay_parameters(model: nn.Module, rule: str) -> list[nn.Parameter]:
+    """The parameters that `rule` exempts from weight decay, each once.
+
+    "norm_and_bias": every normalisation parameter and every bias. "bn_in_name": parameters whose
+    name contains "bn" or "batchnorm", the authors' advanced trainer (so the head's `norm1` and
+    the classifier's bias are decayed). "none": nothing."""
+    if rule == "bn_in_name":
+        return [p for n, p in model.named_parameters() if "bn" in n or "batchnorm" in n]
+    if rule == "none":
+        return []
+    if rule != "norm_and_bias":
+        raise ConfigError("optim.no_decay", rule, "none, norm_and_bias or bn_in_name")
     chosen: dict[int, nn.Parameter] = {}
     for module in model.modules():
         is_norm = isinstance(module, _NORMS) or type(module).__name__ == "RMSNorm"
@@ -41,18 +53,16 @@ def build_optimizer(
     momentum: float = 0.9,
     nesterov: bool = False,
     weight_decay: float,
-    exclude_norm_and_bias: bool = False,
+    no_decay: str = "none",
 ) -> torch.optim.SGD:
-    """SGD over the trainable parameters; norm parameters and biases get no decay if asked."""
+    """SGD over the trainable parameters; those `no_decay` names get no weight decay."""
     if nesterov and momentum <= 0:
         raise ConfigError("optim.nesterov", nesterov, "momentum > 0 (Nesterov needs momentum)")
     for field, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
         if value < 0:
             raise ConfigError(f"optim.{field}", value, "a number >= 0")
     trainable = [p for p in model.parameters() if p.requires_grad]
-    excluded = (
-        {id(p) for p in no_weight_decay_parameters(model)} if exclude_norm_and_bias else set()
-    )
+    excluded = {id(p) for p in no_weight_decay_parameters(model, no_decay)}
     groups = [
         {"params": [p for p in trainable if id(p) not in excluded], "weight_decay": weight_decay},
         {"params": [p for p in trainable if id(p) in excluded], "weight_decay": 0.0},
@@ -61,10 +71,12 @@ def build_optimizer(
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set the learning rate of every parameter group."""
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, momentum: float | None = None) -> None:
+    """Set the learning rate (and momentum, when given) of every parameter group."""
     for group in optimizer.param_groups:
         group["lr"] = lr
+        if momentum is not None:
+            group["momentum"] = momentum
 
 
 def lr_at(
@@ -97,17 +109,35 @@ def lr_at(
     return final_lr + (base_lr - final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def momentum_at(
+    step: int, *, total_steps: int, warmup_steps: int, momentum: float | tuple[float, ...]
+) -> float:
+    """Momentum of step `step`: a number as it is; (low, high) cycled as OneCycleLR does it."""
+    if not isinstance(momentum, tuple):
+        return momentum
+    low, high = momentum
+    phase, progress = _one_cycle_phase(step, total_steps, warmup_steps)
+    return _cos_between(high, low, progress) if phase == 0 else _cos_between(low, high, progress)
+
+
 def _one_cycle(
     step: int, total: int, base_lr: float, warmup: int, div_factor: float, final_div: float
 ) -> float:
-    """OneCycleLR (cos, two phases) with its phase boundary at step warmup - 1."""
+    """OneCycleLR's learning rate (cos, two phases)."""
     initial = base_lr / div_factor
+    phase, progress = _one_cycle_phase(step, total, warmup)
+    if phase == 0:
+        return _cos_between(initial, base_lr, progress)
+    return _cos_between(base_lr, initial / final_div, progress)
+
+
+def _one_cycle_phase(step: int, total: int, warmup: int) -> tuple[int, float]:
+    """(0 rising or 1 falling, progress in [0, 1]) with the boundary at step warmup - 1."""
+    step = min(max(int(step), 0), total - 1)
     peak_step = max(warmup - 1, 0)
     if step <= peak_step:
-        progress = step / peak_step if peak_step else 1.0
-        return _cos_between(initial, base_lr, progress)
-    progress = (step - peak_step) / max(1, total - 1 - peak_step)
-    return _cos_between(base_lr, initial / final_div, progress)
+        return 0, step / peak_step if peak_step else 1.0
+    return 1, (step - peak_step) / max(1, total - 1 - peak_step)
 
 
 def _cos_between(start: float, end: float, progress: float) -> float:

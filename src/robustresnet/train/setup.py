@@ -16,7 +16,6 @@ from ..errors import ConfigError
 from .config import ExperimentConfig, ModelConfig
 from .distributed import World
 from .ema import ModelEMA
-from .objectives import make_objective
 from .optim import build_optimizer
 
 
@@ -66,6 +65,8 @@ def build_data(config: ExperimentConfig, world: World, device: torch.device) -> 
         crop_padding=cfg.crop_padding,
         flip=cfg.flip,
         rotation=cfg.rotation,
+        rotation_mode=cfg.rotation_mode,
+        epoch_images=cfg.epoch_images,
         extra=extra,
         extra_fraction=cfg.extra_fraction,
         rank=world.rank,
@@ -116,39 +117,30 @@ def build_model_on(spec: ArchSpec, config: ExperimentConfig, device: torch.devic
     return model
 
 
-def build_objective(config: ExperimentConfig) -> Any:
-    """The training objective with the config's options."""
-    cfg = config.objective
-    options: dict[str, Any] = {"label_smoothing": cfg.label_smoothing}
-    if cfg.name != "standard":
-        options.update(
-            fuse=config.run.fuse,
-            eps=cfg.eps,
-            step_size=cfg.step_size,
-            steps=cfg.steps,
-            norm=cfg.norm,
-            bn_adversarial_only=cfg.bn_adversarial_only,
-        )
-        if cfg.start is not None:
-            options["start"] = cfg.start
-    if cfg.name in ("trades", "mart"):
-        options["beta"] = cfg.beta
-    return make_objective(cfg.name, **options)
-
-
 def build_optim(model: nn.Module, config: ExperimentConfig) -> torch.optim.Optimizer:
-    """SGD as configured."""
+    """SGD as configured (a cycled momentum starts high; the trainer sets it every step)."""
     cfg = config.optim
+    momentum = cfg.momentum
     return build_optimizer(
         model,
         lr=cfg.lr,
-        momentum=cfg.momentum,
+        momentum=max(momentum) if isinstance(momentum, tuple) else momentum,
         nesterov=cfg.nesterov,
         weight_decay=cfg.weight_decay,
-        exclude_norm_and_bias=cfg.exclude_norm_and_bias,
+        no_decay=cfg.no_decay,
     )
 
 
-def build_ema(model: nn.Module, config: ExperimentConfig) -> ModelEMA | None:
+def build_ema(model: nn.Module, config: ExperimentConfig, steps_per_epoch: int) -> ModelEMA | None:
     """The weight average, or None when ema.tau is off."""
-    return None if config.ema.tau is None else ModelEMA(model, config.ema.tau)
+    cfg = config.ema
+    if cfg.tau is None:
+        return None
+    return ModelEMA(model, cfg.tau, warmup=round(cfg.warmup_epochs * steps_per_epoch))
+
+
+def set_bn_momentum(model: nn.Module, momentum: float) -> None:
+    """The running-statistics momentum of every BatchNorm layer."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = momentum

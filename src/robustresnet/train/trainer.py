@@ -22,7 +22,7 @@ from .checkpoint import load_checkpoint, prepare_run_dir, save_checkpoint, write
 from .config import ExperimentConfig
 from .final import final_report, validate
 from .metrics import TensorBoard, plot_curves, write_metrics
-from .optim import lr_at, set_lr
+from .optim import lr_at, momentum_at, set_lr
 
 
 class NonFiniteLossError(RobustResNetError):
@@ -100,6 +100,8 @@ def _build(
     ddp.broadcast_parameters(world, model)
     generator = torch.Generator(device=device)
     generator.manual_seed(config.run.seed + 7919 * world.rank)
+    if config.model.bn_momentum is not None:
+        setup.set_bn_momentum(model, config.model.bn_momentum)
     return Trainer(
         config=config,
         run_dir=run_dir,
@@ -108,24 +110,26 @@ def _build(
         spec=spec,
         model=model,
         net=torch.compile(model) if config.run.compile else model,
-        objective=setup.build_objective(config),
+        objective=config.objective,
         optimizer=setup.build_optim(model, config),
-        ema=setup.build_ema(model, config),
+        ema=setup.build_ema(model, config, len(data.loader)),
         scaler=torch.amp.GradScaler(device.type, enabled=config.run.precision == "fp16"),
         generator=generator,
         data=data,
     )
 
 
-def train_step(t: Trainer, x: torch.Tensor, y: torch.Tensor, lr: float) -> dict[str, Any]:
+def train_step(
+    t: Trainer, x: torch.Tensor, y: torch.Tensor, lr: float, momentum: float
+) -> dict[str, Any]:
     """objective -> loss -> backward -> average over ranks -> clip -> SGD step -> EMA."""
-    set_lr(t.optimizer, lr)
+    set_lr(t.optimizer, lr, momentum)
     if t.config.run.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     precision = t.config.run.precision
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     with torch.autocast(t.device.type, dtype=dtype, enabled=precision != "fp32"):
-        loss, metrics = t.objective(t.net, x, y, generator=t.generator)
+        loss, metrics = t.objective(t.net, x, y, generator=t.generator, fuse=t.config.run.fuse)
     t.optimizer.zero_grad(set_to_none=True)
     t.scaler.scale(loss).backward()
     ddp.average_gradients(t.world, t.model)
@@ -147,6 +151,7 @@ def _fit(t: Trainer, quiet: bool) -> None:
     total = cfg.schedule.epochs * per_epoch
     bar = progress(total=total, initial=t.step, quiet=quiet or not t.world.is_main, unit="step")
     tensorboard = TensorBoard(t.run_dir, cfg.run.tensorboard and t.world.is_main)
+    _first_step_bn_momentum(t)
     while t.epoch < cfg.schedule.epochs:
         if not t.mid_epoch:
             t.data.loader.set_epoch(t.epoch)
@@ -154,9 +159,11 @@ def _fit(t: Trainer, quiet: bool) -> None:
         t.mid_epoch = True
         start = time.perf_counter()
         for x, y in t.data.loader:
-            metrics = train_step(t, x, y, _lr(t, total, per_epoch))
+            metrics = train_step(t, x, y, *_schedule(t, t.step, per_epoch))
             _accumulate(t.sums, metrics, len(y))
             t.step += 1
+            if t.step == 1:
+                _first_step_bn_momentum(t)
             bar.update()
             if t.step % 50 == 0:
                 _check_finite(t)
@@ -166,21 +173,42 @@ def _fit(t: Trainer, quiet: bool) -> None:
                 start = time.perf_counter()
                 _checkpoint(t)
         t.sums["time"] = t.sums.get("time", 0.0) + time.perf_counter() - start
-        _end_epoch(t, total, per_epoch, quiet, tensorboard)
+        _end_epoch(t, per_epoch, quiet, tensorboard)
     bar.close()
     tensorboard.close()
 
 
-def _lr(t: Trainer, total: int, per_epoch: int, step: int | None = None) -> float:
-    sched = t.config.schedule
-    return lr_at(
-        t.step if step is None else step,
+def _schedule(t: Trainer, step: int, per_epoch: int) -> tuple[float, float]:
+    """(learning rate, momentum) of optimizer step `step`; a per-epoch schedule counts epochs."""
+    sched, optim = t.config.schedule, t.config.optim
+    if sched.interval == "epoch":
+        position, total, warmup = step // per_epoch, sched.epochs, round(sched.warmup_epochs)
+    else:
+        position, total = step, sched.epochs * per_epoch
+        warmup = round(sched.warmup_epochs * per_epoch)
+    lr = lr_at(
+        position,
         total_steps=total,
-        base_lr=t.config.optim.lr,
+        base_lr=optim.lr,
         schedule=sched.kind,
-        warmup_steps=round(sched.warmup_epochs * per_epoch),
+        warmup_steps=warmup,
         milestones=sched.milestones,
     )
+    momentum = momentum_at(
+        position, total_steps=total, warmup_steps=warmup, momentum=optim.momentum
+    )
+    return lr, momentum
+
+
+def _first_step_bn_momentum(t: Trainer) -> None:
+    """`model.bn_momentum_first_step` for step 0, then `model.bn_momentum` (torch's 0.1 if
+    unset): the authors' advanced trainer starts running statistics from the first batch."""
+    first = t.config.model.bn_momentum_first_step
+    if first is not None:
+        regular = t.config.model.bn_momentum
+        setup.set_bn_momentum(
+            t.model, first if t.step == 0 else 0.1 if regular is None else regular
+        )
 
 
 def _accumulate(sums: dict[str, Any], metrics: dict[str, Any], n: int) -> None:
@@ -194,7 +222,7 @@ def _accumulate(sums: dict[str, Any], metrics: dict[str, Any], n: int) -> None:
         sums[key] = sums.get(key, 0.0) + value * n
 
 
-def _end_epoch(t: Trainer, total: int, per_epoch: int, quiet: bool, tb: TensorBoard) -> None:
+def _end_epoch(t: Trainer, per_epoch: int, quiet: bool, tb: TensorBoard) -> None:
     """Epoch summary, validation, best weights, metrics files and the epoch's checkpoint."""
     t.epoch += 1
     t.mid_epoch = False
@@ -203,7 +231,8 @@ def _end_epoch(t: Trainer, total: int, per_epoch: int, quiet: bool, tb: TensorBo
     seconds = sums.pop("time")
     row: dict[str, Any] = {"epoch": t.epoch, "step": t.step}
     row.update({f"train_{k}": v / images for k, v in sums.items()})
-    row.update(lr=_lr(t, total, per_epoch, t.step - 1), epoch_time=seconds)  # the last step's
+    lr, momentum = _schedule(t, t.step - 1, per_epoch)  # the last step's
+    row.update(lr=lr, momentum=momentum, epoch_time=seconds)
     row["images_per_s"] = images / max(seconds, 1e-9)
     cfg = t.config.eval
     if t.data.val is not None and (t.epoch % cfg.every == 0 or t.epoch == t.config.schedule.epochs):
@@ -243,10 +272,11 @@ def _check_finite(t: Trainer) -> None:
 
 def _is_best(t: Trainer, row: dict[str, Any]) -> bool:
     """Record a new best validation robust accuracy among epochs >= eval.from_epoch."""
-    robust = row.get("val_robust")
+    robust, best = row.get("val_robust"), t.best["val_robust"]
     if robust is None or t.epoch < t.config.eval.from_epoch:
         return False
-    if t.best["val_robust"] is not None and robust <= t.best["val_robust"]:
+    latest = t.config.eval.ties == "latest"  # the authors' advanced trainer keeps ties' latest
+    if best is not None and (robust < best if latest else robust <= best):
         return False
     t.best = {"val_robust": robust, "epoch": t.epoch}
     return True
