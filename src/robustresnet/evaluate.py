@@ -23,7 +23,7 @@ from torch import nn
 from ._io import write_json
 from ._progress import progress
 from .attacks.pgd import attack_model, frozen, margin_loss, memory_format_of, pgd, predict
-from .attacks.spec import AttackSpec, parse_attack
+from .attacks.spec import PAPER_EPS, AttackSpec, parse_attack
 from .errors import ConfigError
 
 FORMAT = "robustresnet-eval/1"
@@ -247,7 +247,7 @@ def evaluate(
     /,
     *,
     attacks: Sequence[str | AttackSpec] = DEFAULT_ATTACKS,
-    eps: float = 8 / 255,
+    eps: float = PAPER_EPS,
     norm: str = "inf",
     batch_size: int = 256,
     seed: int = 0,

@@ -17,6 +17,7 @@ from .pgd import fgsm, pgd, predict
 Kind = Literal["clean", "fgsm", "pgd", "aa"]
 _LABELS = {"clean": "Clean", "fgsm": "FGSM", "aa": "AA"}
 _DEFAULT_STEPS = {"pgd": 20, "cw": 40}
+PAPER_EPS = 8 / 255  # the paper's L∞ radius: the default of every attack and objective
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class AttackSpec:
 
     name: str
     kind: Kind
-    eps: float = 8 / 255
+    eps: float = PAPER_EPS
     norm: Literal["inf", "2"] = "inf"
     steps: int = 0
     step_size: float | None = None
@@ -129,7 +130,7 @@ def _options(spec: AttackSpec, options: list[str]) -> dict[str, Any]:
     return changes
 
 
-def parse_attack(text: str, *, eps: float = 8 / 255, norm: str = "inf") -> AttackSpec:
+def parse_attack(text: str, *, eps: float = PAPER_EPS, norm: str = "inf") -> AttackSpec:
     """`NAME[:key=value...]` (the command line's form): NAME is clean, fgsm, aa, pgdN or cwN."""
     head, *options = text.strip().split(":")
     match = re.fullmatch(r"(clean|fgsm|aa|pgd|cw)(\d*)", head.strip().lower())

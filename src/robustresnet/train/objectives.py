@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attacks.pgd import attack_model, frozen, perturb, untracked_running_stats
+from ..attacks.spec import PAPER_EPS
 from ..errors import ConfigError
 
 Metrics = dict[str, Tensor]
@@ -105,7 +106,7 @@ class Adversarial(Objective):
     untouched (the authors' advanced trainer).
     """
 
-    eps: float = 8 / 255
+    eps: float = PAPER_EPS
     step_size: float = 2 / 255
     steps: int = 10
     norm: str = "inf"
