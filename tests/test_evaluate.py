@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -11,7 +12,13 @@ from torch import nn
 
 from robustresnet import ConfigError
 from robustresnet.attacks.spec import parse_attack
-from robustresnet.evaluate import EvaluationWarning, evaluate, merge_reports, to_markdown
+from robustresnet.evaluate import (
+    EvaluationWarning,
+    evaluate,
+    merge_reports,
+    to_markdown,
+    weights_digest,
+)
 
 ATTACKS = ("clean", "fgsm", "pgd20", "cw40", "aa:attacks=apgd-ce+apgd-t")
 
@@ -121,6 +128,25 @@ def test_a_state_of_other_settings_is_refused(tmp_path):
     evaluate(trained_mlp(), x, y, attacks=["clean"], state_path=state, sanity_checks=False)
     with pytest.raises(ConfigError, match="state_path"):
         evaluate(trained_mlp(), x, y, attacks=["clean"], eps=0.2, state_path=state)
+
+
+def test_a_state_of_other_weights_or_images_is_refused_whatever_the_name(tmp_path):
+    """Bound to a digest of the weights: a rerun after training moved them is an error, not the
+    old model's numbers; the same weights under another name (a moved run) resume."""
+    x, y = held_out(20)
+    state = tmp_path / "report.json"
+    options = {"attacks": ["clean"], "state_path": state, "sanity_checks": False}
+    first = evaluate(trained_mlp(), x, y, name="runs/same/x", **options)
+    changed = copy.deepcopy(trained_mlp())  # the helper's model is shared
+    with torch.no_grad():
+        next(changed.parameters()).add_(0.01)
+    with pytest.raises(ConfigError, match="other weights"):
+        evaluate(changed, x, y, name="runs/same/x", **options)
+    with pytest.raises(ConfigError, match="other samples"):
+        evaluate(trained_mlp(), x.flip(0), y, name="runs/same/x", **options)
+    moved = evaluate(trained_mlp(), x, y, name="runs/moved/x", **options)
+    assert moved["flags"] == first["flags"] and moved["model"] == "runs/moved/x"
+    assert moved["weights"] == first["weights"] != weights_digest(changed)
 
 
 def test_reports_of_disjoint_ranges_merge_into_the_whole():

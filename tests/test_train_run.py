@@ -15,7 +15,7 @@ from robustresnet.cli import main
 from robustresnet.errors import CheckpointError, ConfigError, DataError
 from robustresnet.train import checkpoint as ckpt
 from robustresnet.train.objectives import PGDAT, TRADES
-from robustresnet.train.trainer import NonFiniteLossError, train
+from robustresnet.train.trainer import DivergedError, train
 
 
 def test_run_directory_layout_and_metrics(tmp_path):
@@ -51,6 +51,26 @@ def test_resume_with_a_different_config_is_refused(tmp_path):
     changed = tiny_config(schedule={"epochs": 1}, optim={"lr": 0.2})
     with pytest.raises(ConfigError, match=r"optim\.lr.*--resume"):
         train(changed, tmp_path / "run", resume=True, quiet=True)
+
+
+def test_a_hand_edited_config_yaml_is_refused_on_resume(tmp_path, capsys):
+    """config.yaml edited after the run started: the checkpoint remembers the trained config."""
+    run = tmp_path / "run"
+    train(tiny_config(schedule={"epochs": 1}), run, quiet=True)
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(text.replace("lr: 0.05", "lr: 0.2"))
+    assert main(["train", "--resume", str(run), "schedule.epochs=1", "--quiet"]) == 2
+    assert "optim.lr" in capsys.readouterr().err
+
+
+def test_a_run_moved_to_another_folder_resumes(tmp_path):
+    """Saved evaluation states are bound to the weights, not to the folder's name."""
+    config = tiny_config(schedule={"epochs": 1})
+    train(config, tmp_path / "run", quiet=True)
+    (tmp_path / "run").rename(tmp_path / "moved")
+    train(config, tmp_path / "moved", resume=True, quiet=True)
+    report = json.loads((tmp_path / "moved" / "report.json").read_text())
+    assert report["model"] == "moved" and report["complete"]
 
 
 def test_missing_dataset_writes_nothing(tmp_path):
@@ -99,12 +119,37 @@ def test_non_finite_loss_stops_and_keeps_the_good_checkpoint(tmp_path, monkeypat
         return (loss * float("nan") if counter["steps"] > 12 else loss), metrics
 
     monkeypatch.setattr(PGDAT, "loss", poisoned)
-    with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
+    with pytest.raises(DivergedError, match=r"the last checkpoint \(step 10\)"):
         train(tiny_config(), tmp_path / "run", quiet=True)
     state = ckpt.load_checkpoint(tmp_path / "run")
     assert state["epoch"] == 1  # epoch 1 (10 steps) completed, epoch 2 never saved
     weights = load_file(tmp_path / "run" / "weights" / "last.safetensors")
     assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_overflowing_batchnorm_statistics_stop_the_run_before_a_save(tmp_path):
+    """The loss stays finite while running variances overflow: no checkpoint may hold inf, and
+    the message names the last checkpoint, which exists and is finite."""
+    config = tiny_config(
+        optim={"lr": 1000.0, "momentum": 0.0, "grad_clip": None}, run={"checkpoint_every": 3}
+    )
+    with pytest.raises(DivergedError, match="running_var became NaN or infinite") as err:
+        train(config, tmp_path / "run", quiet=True)
+    pointer = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    assert f"the last checkpoint (step {pointer['step']})" in str(err.value)
+    for name in ("last", "best", "ema"):
+        path = tmp_path / "run" / "weights" / f"{name}.safetensors"
+        if path.is_file():
+            assert all(torch.isfinite(w).all() for w in load_file(path).values()), name
+    state = ckpt.load_checkpoint(tmp_path / "run")
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_a_run_diverging_before_its_first_checkpoint_says_there_is_none(tmp_path):
+    config = tiny_config(optim={"lr": 1e9, "momentum": 0.0, "grad_clip": None})
+    with pytest.raises(DivergedError, match="no checkpoint had been written"):
+        train(config, tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run" / "checkpoint.json").exists()
 
 
 def test_bf16_autocast_and_channels_last(tmp_path):

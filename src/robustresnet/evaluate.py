@@ -5,6 +5,7 @@ interrupted evaluation resumes where it stopped, and reports of disjoint sample 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import importlib.metadata
 import json
 import platform
@@ -100,7 +101,25 @@ def _cpu_model() -> str | None:
     return None
 
 
-def _new_state(name, specs, labels, *, eps, norm, seed, batch_size, offset, amp_dtype) -> dict:
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 (16 hex digits) of every parameter and buffer: names, dtypes, shapes and values.
+
+    A saved evaluation belongs to exactly these weights; resuming it for others would report
+    another model's numbers."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _crc32(tensor: torch.Tensor) -> int:
+    return zlib.crc32(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+
+
+def _new_state(name, specs, images, labels, *, weights, eps, norm, seed, batch_size, offset,
+               amp_dtype) -> dict:  # fmt: skip
     settings = {
         "eps": eps,
         "norm": norm,
@@ -109,10 +128,11 @@ def _new_state(name, specs, labels, *, eps, norm, seed, batch_size, offset, amp_
         "precision": str(amp_dtype).removeprefix("torch.") if amp_dtype else "float32",
         "attacks": [s.to_dict() for s in specs],
     }
-    crc = zlib.crc32(labels.cpu().numpy().astype(np.int64).tobytes())
-    samples = {"offset": offset, "n": len(labels), "labels_crc32": crc}
-    return {"format": FORMAT, "model": name, "samples": samples, "settings": settings,
-            "flags": {}, "seconds": {}, "check_warnings": [], "checked": False}  # fmt: skip
+    samples = {"offset": offset, "n": len(labels), "labels_crc32": _crc32(labels.long()),
+               "images_crc32": _crc32(images)}  # fmt: skip
+    return {"format": FORMAT, "model": name, "weights": weights, "samples": samples,
+            "settings": settings, "flags": {}, "seconds": {}, "check_warnings": [],
+            "checked": False}  # fmt: skip
 
 
 def _resume(path: Path | None, fresh: dict) -> dict:
@@ -123,13 +143,16 @@ def _resume(path: Path | None, fresh: dict) -> dict:
         saved = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise ConfigError("state_path", str(path), f"a readable evaluation state ({err})") from None
-    keys = ("format", "model", "samples", "settings")
+    keys = ("format", "weights", "samples", "settings")  # the name may change (a moved run)
     different = [k for k in keys if saved.get(k) != fresh[k]]
     if different:
+        why = "other weights" if "weights" in different else f"other {', '.join(different)}"
         raise ConfigError(
-            "state_path", str(path), f"a state of the same evaluation (differs in {different})"
-        )
-    return {k: saved[k] for k in (*fresh, "versions", "device", "date") if k in saved}
+            "state_path", str(path), f"a state of this evaluation, but it was saved for {why}; "
+            "delete it (or choose another --out) to evaluate afresh",
+        )  # fmt: skip
+    return {**{k: saved[k] for k in (*fresh, "versions", "device", "date") if k in saved},
+            "model": fresh["model"]}  # fmt: skip
 
 
 def _sanity_checks(model, x, y, *, eps, norm, seed, zero_grad_tolerance) -> list[str]:
@@ -276,8 +299,9 @@ def evaluate(
         raise ConfigError("batch_size", batch_size, "an integer >= 1")
     specs = _specs(attacks, eps, norm)
     path = Path(state_path) if state_path is not None else None
-    fresh = _new_state(name, specs, labels, eps=eps, norm=norm, seed=seed, batch_size=batch_size,
-                       offset=offset, amp_dtype=amp_dtype)  # fmt: skip
+    fresh = _new_state(name, specs, images, labels, weights=weights_digest(model), eps=eps,
+                       norm=norm, seed=seed, batch_size=batch_size, offset=offset,
+                       amp_dtype=amp_dtype)  # fmt: skip
     state = _resume(path, fresh)
     if source is not None:
         state["source"] = source
@@ -324,7 +348,8 @@ def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
     first = ordered[0]
     end = first["samples"]["offset"]
     for report in ordered:
-        if (report["model"], report["settings"]) != (first["model"], first["settings"]):
+        same = ("weights", "settings")
+        if any(report.get(k) != first.get(k) for k in same) or report["model"] != first["model"]:
             raise ConfigError("reports", report["model"], "reports of one model and settings")
         if report["samples"]["offset"] < end:
             raise ConfigError("reports", report["samples"], "disjoint sample ranges")
@@ -336,7 +361,11 @@ def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
             if key != "total":
                 seconds[key] = seconds.get(key, 0.0) + value
     state = {
-        **{k: v for k, v in first.items() if k in ("format", "model", "settings", "versions")},
+        **{
+            k: v
+            for k, v in first.items()
+            if k in ("format", "model", "weights", "settings", "versions")
+        },  # fmt: skip
         "device": first.get("device"),
         "date": max(r.get("date", "") for r in ordered),
         "samples": {

@@ -90,6 +90,21 @@ def check_same_config(run_dir: Path, config: ExperimentConfig) -> None:
         )
 
 
+def check_trained_config(run_dir: Path, state: dict[str, Any], config: ExperimentConfig) -> None:
+    """Refuse to resume when the config differs from the one the checkpoint was trained with
+    (config.yaml edited by hand since, which the check against config.yaml cannot see)."""
+    if "config" not in state:
+        return  # a checkpoint from before configs were saved in it
+    changed = config_diff(state["config"], config.to_dict())
+    if changed:
+        raise ConfigError(
+            "resume",
+            str(run_dir),
+            f"the config its checkpoint was trained with ({CONFIG} or the command line differs "
+            f"in {', '.join(changed)}); restore {CONFIG}, or start a new run with --out",
+        )
+
+
 def write_arch(run_dir: Path, spec: Any) -> None:
     """arch.yaml: the network's ArchSpec."""
     text = yaml.safe_dump(spec.to_dict(), sort_keys=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -18,15 +19,22 @@ from ..arch.compat import save_weights
 from ..errors import ConfigError, RobustResNetError
 from . import distributed as ddp
 from . import setup
-from .checkpoint import load_checkpoint, prepare_run_dir, save_checkpoint, write_arch
+from .checkpoint import (
+    POINTER,
+    check_trained_config,
+    load_checkpoint,
+    prepare_run_dir,
+    save_checkpoint,
+    write_arch,
+)
 from .config import ExperimentConfig
 from .final import final_report, validate
 from .metrics import TensorBoard, plot_curves, write_metrics
 from .optim import lr_at, momentum_at, set_lr
 
 
-class NonFiniteLossError(RobustResNetError):
-    """The training loss became NaN or infinite."""
+class DivergedError(RobustResNetError):
+    """Training diverged: the loss, a weight or a BatchNorm statistic became NaN or infinite."""
 
 
 @dataclass
@@ -74,6 +82,7 @@ def train(
         ddp.barrier(world)
         state = load_checkpoint(run_dir) if resume else None
         if state is not None:
+            check_trained_config(run_dir, state, config)
             _restore(trainer, state)
         _fit(trainer, quiet)
         if world.is_main:
@@ -252,6 +261,7 @@ def _end_epoch(t: Trainer, per_epoch: int, quiet: bool, tb: TensorBoard) -> None
 def _reduce_sums(t: Trainer) -> dict[str, float]:
     """This epoch's sums as floats, added over ranks (time: the slowest rank)."""
     _check_finite(t)
+    _check_finite_state(t)  # before validation spends time on a diverged model
     mine = {k: float(v) for k, v in t.sums.items()}
     every = ddp.gather(t.world, mine)
     out = {k: sum(d.get(k, 0.0) for d in every) for k in mine}
@@ -263,11 +273,39 @@ def _check_finite(t: Trainer) -> None:
     """Stop with a clear message, before anything is written, once the loss is NaN or infinite."""
     loss = float(t.sums.get("loss", 0.0))
     if not math.isfinite(loss):
-        raise NonFiniteLossError(
-            f"the training loss became {loss} in epoch {t.epoch + 1} (step {t.step}); the run "
-            f"stopped and the last good checkpoint in {t.run_dir} is kept. Lower optim.lr, keep "
-            "optim.grad_clip on or use run.precision=fp32, and start a new run"
-        )
+        _diverged(t, f"the training loss became {loss}")
+
+
+def _check_finite_state(t: Trainer) -> None:
+    """Stop before a save once any weight, BatchNorm statistic, EMA or optimizer tensor is NaN or
+    infinite (running statistics overflow before the loss does): nothing non-finite is saved."""
+    named = [(f"model {k}", v) for k, v in t.model.state_dict().items()]
+    if t.ema is not None:
+        named += [(f"EMA {k}", v) for k, v in t.ema.module.state_dict().items()]
+    names = {id(p): n for n, p in t.model.named_parameters()}
+    for param, state in t.optimizer.state.items():
+        named += [(f"optimizer {k} of {names.get(id(param))}", v) for k, v in state.items()]
+    floating = [(n, v) for n, v in named if torch.is_tensor(v) and v.is_floating_point()]
+    finite = torch.stack([torch.isfinite(v).all() for _, v in floating]).cpu()
+    if not finite.all():
+        name = floating[int((~finite).nonzero()[0])][0]
+        _diverged(t, f"{name} became NaN or infinite")
+
+
+def _diverged(t: Trainer, what: str) -> None:
+    """DivergedError naming what broke and the last checkpoint, which is finite (every save is
+    checked first), or saying there is none."""
+    pointer = t.run_dir / POINTER
+    if pointer.is_file():
+        step = json.loads(pointer.read_text(encoding="utf-8"))["step"]
+        kept = f"the last checkpoint (step {step}) in {t.run_dir} is finite and kept"
+    else:
+        kept = f"no checkpoint had been written to {t.run_dir} yet"
+    raise DivergedError(
+        f"{what} in epoch {t.epoch + 1} (step {t.step}): training diverged and stopped before "
+        f"saving it; {kept}. Lower optim.lr, keep optim.grad_clip on or use run.precision=fp32, "
+        "and start a new run"
+    )
 
 
 def _is_best(t: Trainer, row: dict[str, Any]) -> bool:
@@ -285,9 +323,11 @@ def _is_best(t: Trainer, row: dict[str, Any]) -> bool:
 def _checkpoint(t: Trainer, *, best: bool = False) -> None:
     """Every rank's RNG and loader state, then rank 0 writes the checkpoint and weights."""
     _check_finite(t)
+    _check_finite_state(t)
     ranks = ddp.gather(t.world, _rank_state(t))
     if t.world.is_main:
         state = {
+            "config": t.config.to_dict(),  # what these weights were trained with
             "step": t.step,
             "epoch": t.epoch,
             "mid_epoch": t.mid_epoch,
