@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from ._io import write_json
@@ -199,6 +200,16 @@ def _record(state: dict, results: dict[str, torch.Tensor], idx, clean: torch.Ten
         state["flags"][key] = _encode(all_flags)
 
 
+def _blocks(pending: torch.Tensor, offset: int, size: int) -> list[torch.Tensor]:
+    """The pending samples batched by fixed blocks of `size` global indices, so a batch holds
+    the same samples however the evaluation is split into shards (at block boundaries)."""
+    if not len(pending):
+        return []
+    block = torch.div(pending + offset, size, rounding_mode="floor")
+    counts = torch.unique_consecutive(block, return_counts=True)[1]
+    return list(pending.split(counts.tolist()))
+
+
 def _run(model, spec, state, images, labels, *, batch_size, seed, quiet, path) -> None:
     """Run one attack over its pending samples in batches, saving after each batch."""
     device = _device_of(model)
@@ -207,16 +218,16 @@ def _run(model, spec, state, images, labels, *, batch_size, seed, quiet, path) -
     clean = _decode(state["flags"].get("clean", "." * n))
     flags = _decode(state["flags"].get(spec.name, "." * n))
     pending = ((flags == -1) & (clean != 0)).nonzero().squeeze(1)
-    batches = pending.split(batch_size) if len(pending) else ()
+    offset = state["samples"]["offset"]
+    batches = _blocks(pending, offset, batch_size)
     if spec.kind != "clean":
         flags[clean == 0] = 0
         state["flags"][spec.name] = _encode(flags)
-    offset = state["samples"]["offset"]
     for idx in progress(batches, quiet=quiet, desc=spec.label, unit="batch"):
         start = time.perf_counter()
         x, y = _batch(images, labels, idx, device, fmt)
-        batch_seed = zlib.crc32(f"{seed}:{spec.name}:{offset + int(idx[0])}".encode())
-        results, messages = spec.run(model, x, y, seed=seed if spec.kind == "aa" else batch_seed)
+        indices = (idx + offset).tolist()
+        results, messages = spec.run(model, x, y, seed=seed, indices=indices)
         _record(state, results, idx, clean)
         state["check_warnings"] = list(dict.fromkeys(state["check_warnings"] + messages))
         if spec.kind == "clean":
@@ -284,19 +295,40 @@ def evaluate(
     pgd_aa_tolerance: float = 0.05,
     zero_grad_tolerance: float = 0.01,
     fuse: bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Clean and robust accuracy of `model` on (images, labels) under each attack; the report.
 
     Each attack runs on the clean-correct samples, so its accuracy is the paper's figure for that
     attack alone; "worst_case" is the AND of all flags. With `state_path` the report is saved after
-    every batch and a rerun resumes it. `images`: uint8 or float in [0, 1], NCHW; `source`: free
-    notes kept in the report (e.g. the checkpoint path). With `fuse`, every attack runs the
-    model's fused copy (`robustresnet.fuse`: the same function in fewer kernels).
+    every batch and a rerun resumes it. `images`: uint8 or float in [0, 1], NCHW, the first being
+    sample `offset`; `source`: free notes kept in the report (e.g. the checkpoint path). With
+    `fuse`, every attack runs the model's fused copy (the same function in fewer kernels).
+
+    `shard=(i, n)` evaluates the i-th of n shards (cut at multiples of `batch_size`; merge them
+    with `merge_reports`). Under torch.distributed every rank evaluates its shard and every rank
+    gets the merged report (rank 0 writes it to `state_path`). Flags do not depend on the
+    splitting: random starts come from (seed, sample index), batches from fixed index blocks.
     """
     if len(images) != len(labels) or len(labels) == 0:
         raise ConfigError("images/labels", (len(images), len(labels)), "the same non-zero length")
     if batch_size < 1:
         raise ConfigError("batch_size", batch_size, "an integer >= 1")
+    if (
+        shard is None
+        and dist.is_available()
+        and dist.is_initialized()
+        and dist.get_world_size() > 1
+    ):
+        options = {k: v for k, v in locals().items() if k not in ("model", "images", "labels")}
+        return _evaluate_distributed(model, images, labels, options)
+    if shard is not None:
+        lo, hi = shard_bounds(len(labels), *shard, block=batch_size, offset=offset)
+        images, labels, offset = (
+            images[lo - offset : hi - offset],
+            labels[lo - offset : hi - offset],
+            lo,
+        )
     specs = _specs(attacks, eps, norm)
     path = Path(state_path) if state_path is not None else None
     fresh = _new_state(name, specs, images, labels, weights=weights_digest(model), eps=eps,
@@ -324,6 +356,43 @@ def evaluate(
     return report
 
 
+def shard_bounds(
+    n: int, shard: int, shards: int, *, block: int, offset: int = 0
+) -> tuple[int, int]:
+    """[start, stop) global indices of shard `shard` of `shards` over samples offset..offset+n-1,
+    cut at multiples of `block` (the batch size), so every shard's batches are whole blocks."""
+    if not (isinstance(shards, int) and shards >= 1 and 0 <= shard < shards):
+        raise ConfigError("shard", f"{shard}/{shards}", "i/N with 0 <= i < N")
+    first, last = offset // block, (offset + n - 1) // block
+    blocks = last - first + 1
+    if shards > blocks:
+        expected = f"at most {blocks} shards: {n} samples make {blocks} batches of {block}"
+        raise ConfigError("shard", f"{shard}/{shards}", expected)
+    lo = (first + shard * blocks // shards) * block
+    hi = (first + (shard + 1) * blocks // shards) * block
+    return max(lo, offset), min(hi, offset + n)
+
+
+def shard_state_path(path: Path, shard: int, shards: int) -> Path:
+    """Where shard `shard` of `shards` keeps its resumable state beside the merged `path`."""
+    return path.with_name(f"{path.stem}.shard-{shard}-of-{shards}{path.suffix}")
+
+
+def _evaluate_distributed(model, images, labels, options: dict[str, Any]) -> dict[str, Any]:
+    """Every rank evaluates its shard; the merged report on every rank, written by rank 0."""
+    rank, size = dist.get_rank(), dist.get_world_size()
+    path = options["state_path"]
+    part_path = shard_state_path(Path(path), rank, size) if path is not None else None
+    options.update(shard=(rank, size), state_path=part_path, quiet=options["quiet"] or rank > 0)
+    part = evaluate(model, images, labels, **options)
+    parts: list[Any] = [None] * size
+    dist.all_gather_object(parts, part)
+    report = merge_reports(parts)
+    if rank == 0 and path is not None:
+        write_json(Path(path), report)
+    return report
+
+
 def _check(model, state, images, labels, batch_size, zero_grad_tolerance, path) -> None:
     """Run the sanity checks once, on (at most 64 of) the first clean-correct samples."""
     start = time.perf_counter()
@@ -348,12 +417,16 @@ def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
     first = ordered[0]
     end = first["samples"]["offset"]
     for report in ordered:
-        same = ("weights", "settings")
-        if any(report.get(k) != first.get(k) for k in same) or report["model"] != first["model"]:
-            raise ConfigError("reports", report["model"], "reports of one model and settings")
-        if report["samples"]["offset"] < end:
-            raise ConfigError("reports", report["samples"], "disjoint sample ranges")
-        end = report["samples"]["offset"] + report["samples"]["n"]
+        start, n = report["samples"]["offset"], report["samples"]["n"]
+        where = f"report of {report['model']}, samples {start}..{start + n - 1}"
+        different = [k for k in ("weights", "settings") if report.get(k) != first.get(k)]
+        if different:
+            raise ConfigError(where, different, f"the same {' and '.join(different)} as the rest")
+        if start < end:
+            raise ConfigError(where, f"overlaps samples before {end}", "disjoint sample ranges")
+        if start > end:
+            raise ConfigError(where, f"samples {end}..{start - 1} are missing", "no gaps")
+        end = start + n
     keys = set.intersection(*(set(r["flags"]) for r in ordered))
     seconds: dict[str, float] = {}
     for report in ordered:
@@ -374,7 +447,8 @@ def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "ranges": [[r["samples"]["offset"], r["samples"]["n"]] for r in ordered],
         },
         "flags": {k: "".join(r["flags"][k] for r in ordered) for k in sorted(keys)},
-        "seconds": seconds,
+        "seconds": seconds,  # device time, added over the parts
+        "wall_seconds": max(r.get("wall_seconds", r["seconds"].get("total", 0.0)) for r in ordered),
         "check_warnings": list(dict.fromkeys(w for r in ordered for w in r["check_warnings"])),
     }
     return summarise(state)

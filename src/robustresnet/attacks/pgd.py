@@ -114,27 +114,29 @@ def _per_sample_norm(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.dim() - 1)))
 
 
-def _start(x, eps, norm, start, std, generator, noise):
-    """x plus the start displacement: `noise` when given, else none, std * N(0, 1), or uniform in
-    the ball (uniform radius for L2)."""
-    if noise is not None:
-        if noise.shape != x.shape:
-            raise ConfigError(
-                "start_noise", tuple(noise.shape), f"the shape of x, {tuple(x.shape)}"
-            )
-        return x + noise.to(x.device)
-    if start == "none":
-        return x.clone()
-    noise = torch.empty_like(x)
+def random_start(
+    like: torch.Tensor,
+    *,
+    eps: float,
+    norm: Norm = "inf",
+    start: Start = "uniform",
+    std: float = 0.001,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """A start displacement shaped and typed like `like`, drawn on `generator`'s device: zero
+    (none), std * N(0, 1) (normal), or uniform in the eps-ball (L2: uniform radius)."""
+    device = generator.device if generator is not None else like.device
+    noise = torch.zeros(like.shape, dtype=like.dtype, device=device)
     if start == "normal":
-        return x + noise.normal_(0.0, std, generator=generator)
-    if norm == "inf":
-        return x + noise.uniform_(-eps, eps, generator=generator)
-    noise.normal_(generator=generator)
-    radius = torch.rand(x.shape[0], device=x.device, generator=generator, dtype=x.dtype) * eps
-    return x + noise * (
-        radius.view(-1, *([1] * (x.dim() - 1))) / _per_sample_norm(noise).clamp_min(1e-12)
-    )
+        noise.normal_(0.0, std, generator=generator)
+    elif start == "uniform" and norm == "inf":
+        noise.uniform_(-eps, eps, generator=generator)
+    elif start == "uniform":
+        noise.normal_(generator=generator)
+        radius = torch.rand(len(like), device=device, generator=generator, dtype=like.dtype)
+        scale = radius.mul_(eps).view(-1, *([1] * (like.dim() - 1)))
+        noise.mul_(scale / _per_sample_norm(noise).clamp_min(1e-12))
+    return noise.to(like.device)
 
 
 def _project_(x_adv: torch.Tensor, x: torch.Tensor, eps: float, lower, upper) -> None:
@@ -184,7 +186,14 @@ def perturb(
     lower = (x - eps).clamp_(min=0.0) if norm == "inf" else None
     upper = (x + eps).clamp_(max=1.0) if norm == "inf" else None
     with frozen(model, batch_stats=batch_stats), torch.enable_grad():
-        x_adv = _start(x, eps, norm, start, start_std, generator, start_noise)
+        if start_noise is None:
+            start_noise = random_start(
+                x, eps=eps, norm=norm, start=start, std=start_std, generator=generator
+            )
+        elif start_noise.shape != x.shape:
+            shape = tuple(start_noise.shape)
+            raise ConfigError("start_noise", shape, f"the shape of x, {tuple(x.shape)}")
+        x_adv = x + start_noise.to(x.device)
         if clamp_start:
             x_adv.clamp_(0.0, 1.0)
         if steps == 0:
@@ -214,10 +223,12 @@ def pgd(
     loss: LossName = "ce",
     norm: Norm = "inf",
     random_start: bool = True,
+    start_noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     fuse: bool = True,
 ) -> torch.Tensor:
-    """PGD on cross-entropy (`loss="ce"`) or on the CW margin (`loss="cw"`, CW-inf / CW-L2)."""
+    """PGD on cross-entropy (`loss="ce"`) or on the CW margin (`loss="cw"`, CW-inf / CW-L2);
+    `start_noise` gives the random start itself (evaluation draws it per sample)."""
     losses = {"ce": cross_entropy_loss, "cw": margin_loss}
     if loss not in losses:
         raise ConfigError("loss", loss, '"ce" or "cw"')
@@ -230,6 +241,7 @@ def pgd(
         steps=steps,
         norm=norm,
         start="uniform" if random_start else "none",
+        start_noise=start_noise,
         generator=generator,
         fuse=fuse,
     )

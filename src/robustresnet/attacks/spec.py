@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from typing import Any, Literal
@@ -10,9 +11,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from .._seeds import seeded, stream_seed
 from ..errors import ConfigError
 from .autoattack import STANDARD, autoattack, parse_attacks
-from .pgd import fgsm, pgd, predict
+from .pgd import fgsm, pgd, predict, random_start
 
 Kind = Literal["clean", "fgsm", "pgd", "aa"]
 _LABELS = {"clean": "Clean", "fgsm": "FGSM", "aa": "AA"}
@@ -77,23 +79,40 @@ class AttackSpec:
         return {"name": self.name, "kind": self.kind, **values}
 
     def run(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, seed: int
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        seed: int,
+        indices: Sequence[int],
     ) -> tuple[dict[str, torch.Tensor], list[str]]:
-        """Per-sample robust flags of (x, y), {name: flags[, name/sub: ...]}, and warnings."""
+        """Per-sample robust flags of (x, y), {name: flags[, name/sub: ...]}, and warnings.
+
+        `indices` are the samples' indices in the whole evaluation: each PGD / CW start is drawn
+        from (seed, attack, index), so flags do not depend on batching or sharding; AutoAttack
+        draws per batch, seeded from (seed, attack, first index)."""
         if self.kind == "aa":
+            batch_seed = stream_seed(seed, self.name, int(indices[0])) % 2**31
             result = autoattack(
-                model, x, y, eps=self.eps, norm=self.norm, attacks=self.autoattack, seed=seed
+                model, x, y, eps=self.eps, norm=self.norm, attacks=self.autoattack, seed=batch_seed
             )
             subs = {f"{self.name}/{k}": v for k, v in result.flags_after.items()}
             return {self.name: result.flags, **subs}, list(result.warnings)
         if self.kind == "fgsm":
             x = fgsm(model, x, y, eps=self.eps)
         elif self.kind == "pgd":
-            generator = torch.Generator(x.device).manual_seed(seed)
+            noise = None
+            if self.random_start:
+                draws = [
+                    random_start(x[:1], eps=self.eps, norm=self.norm,
+                                 generator=seeded(seed, self.name, int(i)))
+                    for i in indices
+                ]  # fmt: skip
+                noise = torch.cat(draws)
             x = pgd(
                 model, x, y, eps=self.eps, step_size=self.step_size, steps=self.steps,
-                loss=self.loss, norm=self.norm, random_start=self.random_start,
-                generator=generator,
+                loss=self.loss, norm=self.norm, start_noise=noise,
             )  # fmt: skip
         return {self.name: predict(model, x, batch_size=len(x)).argmax(1) == y}, []
 

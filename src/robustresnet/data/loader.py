@@ -17,25 +17,13 @@ from typing import Any
 
 import torch
 
+from .._seeds import seeded
 from ..errors import ConfigError
 from ._dataset import ImageDataset
 from .augment import CropFlip, random_rotation, to_float
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 _BASE, _EXTRA, _CROP_FLIP, _ROTATE = 0, 1, 2, 3  # independent random streams of one epoch
-
-
-def stream_seed(*parts: int) -> int:
-    """A 63-bit seed mixing (seed, epoch, stream, ...), so (seed, epoch) pairs never share one."""
-    value = 0
-    for part in parts:
-        value = (value * 0x9E3779B97F4A7C15 + part + 1) % (1 << 64)
-        value ^= value >> 31
-    return value % (1 << 63)
-
-
-def _generator(*parts: int) -> torch.Generator:
-    return torch.Generator().manual_seed(stream_seed(*parts))
 
 
 class DeviceLoader:
@@ -137,7 +125,7 @@ class DeviceLoader:
             x = self.crop_flip(x, offsets[step])
         x = to_float(x)
         if self.rotation:
-            generator = _generator(self.seed, self.epoch, _ROTATE, self.rank, step)
+            generator = seeded(self.seed, self.epoch, _ROTATE, self.rank, step)
             x = random_rotation(x, self.rotation, generator, mode=self.rotation_mode)
         return x
 
@@ -145,7 +133,7 @@ class DeviceLoader:
         """The epoch's crop and flip draws, all batches at once (a batch then indexes them)."""
         if self.crop_flip is None:
             return None
-        generator = _generator(self.seed, epoch, _CROP_FLIP, self.rank)
+        generator = seeded(self.seed, epoch, _CROP_FLIP, self.rank)
         return self.crop_flip.draw(len(self), generator)
 
     def _indices(self, total: int, needed: int, stream: int) -> torch.Tensor:
@@ -155,7 +143,7 @@ class DeviceLoader:
         pieces, count = [], 0
         while count < needed:
             rounds = (len(pieces),) if pieces else ()  # later rounds get their own seeds
-            generator = _generator(self.seed, self.epoch, stream, *rounds)
+            generator = seeded(self.seed, self.epoch, stream, *rounds)
             order = torch.randperm(total, generator=generator)
             pieces.append(order[self.rank * share : (self.rank + 1) * share])
             count += share
