@@ -39,3 +39,13 @@ def test_harness_end_to_end(tmp_path):
     assert (
         "stale figures" not in text and "other device" in text and "| tiny | trades | 2 |" in text
     )
+
+
+def test_scale_out_measures_one_and_two_ranks_with_equal_flags():
+    """The evaluation scale-out row: two torchrun ranks against one, flags checked equal."""
+    sys.path.insert(0, str(REPO))
+    from benchmarks.scaleout import measure
+
+    result = measure("tiny", images=16, batch=8, ranks=2, device="cpu")
+    assert result["images_per_s_1"] > 0 and result["images_per_s_2"] > 0
+    assert math.isclose(result["efficiency"], result["speedup"] / 2)

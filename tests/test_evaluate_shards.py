@@ -21,8 +21,10 @@ def test_shards_are_whole_batches_covering_everything_once():
     bounds = [shard_bounds(100, i, 3, block=16, offset=5) for i in range(3)]
     assert bounds[0][0] == 5 and bounds[-1][1] == 105
     assert all(a[1] == b[0] and a[1] % 16 == 0 for a, b in zip(bounds, bounds[1:], strict=False))
-    with pytest.raises(ConfigError, match="at most 7 shards"):
-        shard_bounds(100, 0, 8, block=16, offset=5)
+    assert shard_bounds(20, 0, 2, block=16)[1] == 16 and shard_bounds(8, 0, 2, block=16) == (0, 0)
+    x, y = held_out(8)
+    with pytest.raises(ConfigError, match="fewer batches of 16 than shards"):
+        evaluate(trained_mlp(), x, y, batch_size=16, shard=(0, 2), **WHITE_BOX)
 
 
 def test_white_box_flags_do_not_depend_on_batch_size_or_sharding():

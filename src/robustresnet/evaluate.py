@@ -324,6 +324,9 @@ def evaluate(
         return _evaluate_distributed(model, images, labels, options)
     if shard is not None:
         lo, hi = shard_bounds(len(labels), *shard, block=batch_size, offset=offset)
+        if hi <= lo:
+            blocks = f"{len(labels)} samples make fewer batches of {batch_size} than shards"
+            raise ConfigError("shard", f"{shard[0]}/{shard[1]}", f"a shard with samples ({blocks})")
         images, labels, offset = (
             images[lo - offset : hi - offset],
             labels[lo - offset : hi - offset],
@@ -360,14 +363,12 @@ def shard_bounds(
     n: int, shard: int, shards: int, *, block: int, offset: int = 0
 ) -> tuple[int, int]:
     """[start, stop) global indices of shard `shard` of `shards` over samples offset..offset+n-1,
-    cut at multiples of `block` (the batch size), so every shard's batches are whole blocks."""
+    cut at multiples of `block` (the batch size), so every shard's batches are whole blocks; with
+    more shards than blocks some are empty."""
     if not (isinstance(shards, int) and shards >= 1 and 0 <= shard < shards):
         raise ConfigError("shard", f"{shard}/{shards}", "i/N with 0 <= i < N")
     first, last = offset // block, (offset + n - 1) // block
     blocks = last - first + 1
-    if shards > blocks:
-        expected = f"at most {blocks} shards: {n} samples make {blocks} batches of {block}"
-        raise ConfigError("shard", f"{shard}/{shards}", expected)
     lo = (first + shard * blocks // shards) * block
     hi = (first + (shard + 1) * blocks // shards) * block
     return max(lo, offset), min(hi, offset + n)
@@ -384,10 +385,15 @@ def _evaluate_distributed(model, images, labels, options: dict[str, Any]) -> dic
     path = options["state_path"]
     part_path = shard_state_path(Path(path), rank, size) if path is not None else None
     options.update(shard=(rank, size), state_path=part_path, quiet=options["quiet"] or rank > 0)
-    part = evaluate(model, images, labels, **options)
+    lo, hi = shard_bounds(
+        len(labels), rank, size, block=options["batch_size"], offset=options["offset"]
+    )
+    part = (
+        evaluate(model, images, labels, **options) if hi > lo else None
+    )  # more ranks than batches
     parts: list[Any] = [None] * size
     dist.all_gather_object(parts, part)
-    report = merge_reports(parts)
+    report = merge_reports([p for p in parts if p is not None])
     if rank == 0 and path is not None:
         write_json(Path(path), report)
     return report

@@ -126,7 +126,7 @@ def random_start(
     """A start displacement shaped and typed like `like`, drawn on `generator`'s device: zero
     (none), std * N(0, 1) (normal), or uniform in the eps-ball (L2: uniform radius)."""
     device = generator.device if generator is not None else like.device
-    noise = torch.zeros(like.shape, dtype=like.dtype, device=device)
+    noise = torch.zeros_like(like, device=device)  # like's memory format: the draw's order
     if start == "normal":
         noise.normal_(0.0, std, generator=generator)
     elif start == "uniform" and norm == "inf":

@@ -184,11 +184,13 @@ class RunConfig:
     checkpoint_every: int = 0  # also checkpoint every N steps mid-epoch; 0: at epoch ends only
     threads: int | None = None  # torch CPU threads; None: torch's default
     tensorboard: bool = False  # write TensorBoard scalars when tensorboard is installed
+    dist_timeout_minutes: float = 24 * 60.0  # how long a collective waits (the final AutoAttack)
 
     def __post_init__(self) -> None:
         _check_range("run.batch_size", self.batch_size, 1, None)
         _check_choice("run.precision", self.precision, ("fp32", "bf16", "fp16"))
         _check_range("run.checkpoint_every", self.checkpoint_every, 0, None)
+        _check_range("run.dist_timeout_minutes", self.dist_timeout_minutes, 1.0, None)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ inner maximisation, then clean and adversarial passes), which DDP's reducer does
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +37,9 @@ class World:
         return self.world_size > 1
 
 
-def init(device_type: str) -> World:
-    """Join the process group that torchrun describes in RANK / WORLD_SIZE / LOCAL_RANK."""
+def init(device_type: str, timeout_minutes: float = 24 * 60) -> World:
+    """Join the process group that torchrun describes in RANK / WORLD_SIZE / LOCAL_RANK; a
+    collective may wait `timeout_minutes` (long: a rank can be far into its AutoAttack shard)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return World()
@@ -46,7 +48,8 @@ def init(device_type: str) -> World:
         backend = "nccl" if device_type == "cuda" else "gloo"
         if device_type == "cuda":
             torch.cuda.set_device(world.local_rank)
-        dist.init_process_group(backend=backend)
+        timeout = datetime.timedelta(minutes=timeout_minutes)
+        dist.init_process_group(backend=backend, timeout=timeout)
     return world
 
 

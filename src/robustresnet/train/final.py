@@ -86,12 +86,13 @@ def final_report(t: Any, *, quiet: bool = False) -> list[dict[str, Any]]:
                 seed=t.config.run.seed,
                 state_path=t.run_dir / f"eval-state-{index}.json",  # a killed evaluation resumes
                 name=name + suffix,
-                quiet=quiet,
+                quiet=quiet or not t.world.is_main,
                 fuse=t.config.run.fuse,
             )
         )
-    write_json(t.run_dir / REPORT_JSON, reports[0] if len(reports) == 1 else reports)
-    write_text(t.run_dir / REPORT_MD, _markdown(t, reports))
+    if t.world.is_main:
+        write_json(t.run_dir / REPORT_JSON, reports[0] if len(reports) == 1 else reports)
+        write_text(t.run_dir / REPORT_MD, _markdown(t, reports))
     return reports
 
 

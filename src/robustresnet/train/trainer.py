@@ -73,7 +73,7 @@ def train(
     """Train as `config` says into `run_dir` (continuing it when `resume`); returns `run_dir`."""
     run_dir = Path(run_dir)
     device = setup.pick_device(config.run.device, int(os.environ.get("LOCAL_RANK", "0")))
-    world = ddp.init(device.type)
+    world = ddp.init(device.type, config.run.dist_timeout_minutes)
     try:
         trainer = _build(config, run_dir, world, device)  # bad data or config: nothing written yet
         if world.is_main:
@@ -87,7 +87,7 @@ def train(
         _fit(trainer, quiet)
         if world.is_main:
             plot_curves(run_dir, trainer.history)
-            final_report(trainer, quiet=quiet)
+        final_report(trainer, quiet=quiet)  # every rank evaluates its shard, rank 0 writes
         ddp.barrier(world)
     finally:
         ddp.shutdown(world)
@@ -245,9 +245,7 @@ def _end_epoch(t: Trainer, per_epoch: int, quiet: bool, tb: TensorBoard) -> None
     row["images_per_s"] = images / max(seconds, 1e-9)
     cfg = t.config.eval
     if t.data.val is not None and (t.epoch % cfg.every == 0 or t.epoch == t.config.schedule.epochs):
-        if t.world.is_main:
-            row.update(validate(t))
-        ddp.barrier(t.world)
+        row.update(validate(t))  # sharded over the ranks; every rank gets the merged figures
     improved = _is_best(t, row)
     t.history.append(row)
     if t.world.is_main:
