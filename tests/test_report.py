@@ -106,3 +106,20 @@ def test_plots_are_png_files(rows, tmp_path):
     for path in paths:
         with Image.open(path) as image:
             assert image.format == "PNG" and image.size[0] > 300
+
+
+def test_columns_say_what_they_measured_and_never_mix_sample_sets(rows):
+    """A custom AutoAttack on 50 images says so; runs of one model on different sample sets are
+    not averaged."""
+    for row in rows:
+        row.update(pgd20_samples=355, aa=30.0, aa_attacks="aa:attacks=apgd-ce+apgd-t",
+                   aa_samples=50)  # fmt: skip
+    rows[1]["pgd20_samples"] = 100  # the second seed of "small" evaluated fewer images
+    models = {m["model"]: m for m in aggregate(rows)}
+    assert "pgd20" not in models["small"] and models["deep"]["pgd20"] == 55.0
+    header, _, *lines = markdown_table(list(models.values())).splitlines()
+    assert "AA (apgd-ce+apgd-t, 50 images)" in header and "| PGD-20 |" in header
+    small = next(line for line in lines if line.startswith("| small"))
+    assert "runs differ in attack or samples" in small
+    deep = next(line for line in lines if line.startswith("| deep"))
+    assert "55.00 [PGD-20 (355 images)]" in deep

@@ -84,16 +84,16 @@ def arch_fields(spec: ArchSpec) -> dict[str, Any]:
 
 def read_metrics(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """Accuracy (percent) under each attack of the paper's table, from a run's final reports
-    (the second one, when present, is AutoAttack on a subset); a custom AA is named."""
+    (the second one, when present, is AutoAttack on a subset), with what each figure is: the
+    attack as run (`{attack}_attacks`, e.g. aa:attacks=apgd-ce+apgd-t) and its sample count."""
     metrics: dict[str, Any] = {"test_samples": reports[0].get("samples", {}).get("n")}
     for report in reports:
         for key, value in report.get("accuracy", {}).items():
             name = "aa" if key.startswith("aa:") else key
             if name in ATTACKS and name not in metrics:
                 metrics[name] = 100.0 * float(value)
-                if name == "aa":
-                    metrics["aa_attacks"] = key
-                    metrics["aa_samples"] = report.get("samples", {}).get("n")
+                metrics[f"{name}_attacks"] = key
+                metrics[f"{name}_samples"] = report.get("samples", {}).get("n")
     return metrics
 
 

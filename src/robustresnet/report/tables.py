@@ -63,34 +63,62 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"model": name, "runs": len(members)}
         entry.update({key: members[0][key] for key in MODEL_KEYS if key in members[0]})
         for attack in ATTACKS:
-            values = [row[attack] for row in members if attack in row]
-            if values:
+            measured = [row for row in members if attack in row]
+            settings = {_setting(row, attack) for row in measured}
+            if len(settings) > 1:  # never a mean over different attacks or sample sets
+                entry[f"{attack}_setting"] = None
+            elif measured:
+                values = [row[attack] for row in measured]
                 entry[attack] = statistics.fmean(values)
                 entry[f"{attack}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+                entry[f"{attack}_setting"] = settings.pop()
         models.append(entry)
     return sorted(models, key=lambda m: (m["macs"] or 0, m["model"]))
 
 
 def markdown_table(models: list[dict[str, Any]]) -> str:
     """model | #P | #F (MACs) | clean | PGD-20 | CW-40 | AA, as the paper's tables, in percent;
-    with the per-stage depths D and widening W after the model's name."""
-    attacks = [a for a in ATTACKS if any(a in m for m in models)]
-    header = ["model", "D", "W", "#P", "#F (MACs)", *(ATTACK_TITLES[a] for a in attacks)]
+    with the per-stage depths D and widening W after the model's name. Each column says what it
+    measured (a custom AutoAttack's attacks, the sample count); when models differ in that, so
+    does each cell."""
+    attacks = [a for a in ATTACKS if any(f"{a}_setting" in m for m in models)]
+    shared = {a: {m.get(f"{a}_setting") for m in models if f"{a}_setting" in m} for a in attacks}
+    header = ["model", "D", "W", "#P", "#F (MACs)"]
+    header += [_title(a, *shared[a]) if len(shared[a]) == 1 else ATTACK_TITLES[a] for a in attacks]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for m in models:
         cells = [m["model"], m.get("depths", "–"), m.get("widening", "–")]
         cells += [format_count(m["params"]), format_count(m["macs"])]
-        cells += [_mean_std(m, a) for a in attacks]
+        cells += [_mean_std(m, a, labelled=len(shared[a]) > 1) for a in attacks]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _mean_std(model: dict[str, Any], attack: str) -> str:
+def _setting(row: dict[str, Any], attack: str) -> tuple[str, int | None]:
+    """What a run's figure for `attack` measured: the attack as named, and the sample count."""
+    return row.get(f"{attack}_attacks", attack), row.get(f"{attack}_samples")
+
+
+def _title(attack: str, setting: tuple[str, int | None] | None) -> str:
+    """PGD-20 (355 images), AA (apgd-ce+apgd-t, 50 images); plain when runs differ."""
+    if setting is None:
+        return ATTACK_TITLES[attack]
+    name, samples = setting
+    parts = [name.split("attacks=", 1)[1]] if "attacks=" in name else []
+    parts += [] if samples is None else [f"{samples} images"]
+    return f"{ATTACK_TITLES[attack]} ({', '.join(parts)})" if parts else ATTACK_TITLES[attack]
+
+
+def _mean_std(model: dict[str, Any], attack: str, *, labelled: bool = False) -> str:
+    setting = model.get(f"{attack}_setting", ())
+    if setting is None:
+        return "runs differ in attack or samples"
     if attack not in model:
         return "–"
+    text = f"{model[attack]:.2f}"
     if model["runs"] > 1:
-        return f"{model[attack]:.2f} ± {model[f'{attack}_std']:.2f}"
-    return f"{model[attack]:.2f}"
+        text += f" ± {model[f'{attack}_std']:.2f}"
+    return f"{text} [{_title(attack, setting)}]" if labelled else text
 
 
 def numeric_axes(rows: list[dict[str, Any]]) -> list[str]:
