@@ -1,0 +1,1 @@
+"""Publishing a finished run: a RobustBench submission and a model card."""
