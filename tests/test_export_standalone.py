@@ -15,7 +15,7 @@ from _arch_checks import randomise_batchnorms
 from robustresnet import ArchSpec, StageSpec, build_model, load_weights
 from robustresnet.arch.blocks import BLOCKS
 from robustresnet.arch.layers import ACTIVATIONS, NORMS
-from robustresnet.errors import ConfigError
+from robustresnet.errors import CheckpointError, ConfigError
 from robustresnet.export import standalone
 from robustresnet.export.plain import (
     architecture_source,
@@ -150,3 +150,17 @@ def test_a_fresh_interpreter_without_robustresnet_reproduces_the_logits(tmp_path
     for name in specs:
         logits = torch.load(tmp_path / name / "logits.pt", weights_only=True)
         torch.testing.assert_close(logits, expected[name], atol=1e-5, rtol=0)
+
+
+def test_files_that_do_not_reproduce_the_model_are_an_error(tmp_path):
+    model = _model(_spec(("basic_block", "basic_block")))
+    architecture, checkpoint = _export(model, tmp_path)
+    state = torch.load(checkpoint, weights_only=True)
+    state["state_dict"]["fc.bias"] += 1.0
+    torch.save(state, checkpoint)
+    with pytest.raises(CheckpointError, match="logits 1 away from the run's model"):
+        check_reproduces(model, architecture, checkpoint)
+    del state["state_dict"]["fc.bias"]
+    torch.save(state, checkpoint)
+    with pytest.raises(CheckpointError, match=r"does not load into .*Missing key.*fc\.bias"):
+        check_reproduces(model, architecture, checkpoint)

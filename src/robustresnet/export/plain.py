@@ -85,7 +85,8 @@ def check_reproduces(
     try:
         loaded.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise CheckpointError(f"{checkpoint} does not load into {architecture}: {err}") from None
+        why = " ".join(str(err).split())  # torch's message spans lines
+        raise CheckpointError(f"{checkpoint} does not load into {architecture}: {why}") from None
     spec = model.spec
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(2, spec.in_channels, spec.input_size, spec.input_size, generator=generator)

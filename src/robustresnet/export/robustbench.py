@@ -97,12 +97,12 @@ def export_robustbench(
         footnote=footnote,
     )  # fmt: skip
     out = Path(out)
-    info_path = out / "model_info" / run.config.data.name / THREAT_MODELS[claim.norm]
-    info_path = write_json(info_path / f"{model_id}.json", info)
     checkpoint = write_checkpoint(out / f"{model_id}.pt", run.model)
     header = _header(run, model_id, checkpoint.name)
     architecture_path = write_architecture(out / ARCHITECTURE_FILE, run.spec, header)
-    difference = check_reproduces(run.model, architecture_path, checkpoint)
+    difference = check_reproduces(run.model, architecture_path, checkpoint)  # before any claim
+    info_path = out / "model_info" / run.config.data.name / THREAT_MODELS[claim.norm]
+    info_path = write_json(info_path / f"{model_id}.json", info)
     request = write_text(
         out / REQUEST_FILE, request_text(info, claim, model_id, checkpoint.name, placeholders)
     )
