@@ -22,8 +22,8 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks hubconf.py
+	$(VENV)/bin/ruff format --check src tests benchmarks hubconf.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

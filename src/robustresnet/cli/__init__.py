@@ -19,6 +19,7 @@ SUBCOMMANDS: list[str] = [
     "eval",
     "sweep",
     "report",
+    "export",
 ]
 
 
