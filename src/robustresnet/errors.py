@@ -23,3 +23,7 @@ class CheckpointError(RobustResNetError):
 
 class DataError(RobustResNetError):
     """A dataset file that is missing, corrupt or not in the expected format."""
+
+
+class FolderInUseError(RobustResNetError):
+    """A run or evaluation folder that another process is using (it holds FOLDER/.lock)."""
