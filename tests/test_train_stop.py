@@ -190,3 +190,52 @@ def test_a_run_directory_is_used_by_one_process_at_a_time(tmp_path):
         for proc in processes:
             proc.kill()
             proc.wait()
+
+
+def _ranks(agent: int) -> dict[int, int]:
+    """{rank: pid} of the workers that the torchrun process `agent` started."""
+    ranks = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            environ = (stat.parent / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        rank = [item[5:] for item in environ if item.startswith(b"RANK=")]
+        if parent == agent and rank:
+            ranks[int(rank[0])] = int(stat.parent.name)
+    return ranks
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the ranks in /proc")
+def test_ddp_ranks_stop_at_the_same_step_when_one_is_signalled_and_resume(tmp_path):
+    config = write_config(tmp_path / "ddp.yaml", DATA)
+    run = tmp_path / "ddp"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    rrn = [*launch, "-m", "robustresnet", "train", "--quiet"]
+    proc = subprocess.Popen(
+        [*rrn, str(config), "--out", str(run)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: (run / "checkpoint.json").exists(), proc, "the first checkpoint")
+        ranks = _wait_for(lambda: len(_ranks(proc.pid)) == 2 and _ranks(proc.pid), proc, "ranks")
+        for pid in ranks.values():  # frozen, so that the run cannot end before the signal
+            os.kill(pid, signal.SIGSTOP)
+        os.kill(ranks[1], signal.SIGTERM)  # rank 1 alone
+        for pid in ranks.values():
+            os.kill(pid, signal.SIGCONT)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    said = re.findall(r"rrn train: stopped by SIGTERM at step (\d+) \((?:end of )?epoch 2\)", err)
+    assert len(said) == 1, err  # rank 0 alone says it, for both
+    codes = re.findall(r"exitcode\s*:\s*(\d+)", err)  # torchrun's summary of its workers
+    assert set(codes) == {"143"} and len(codes) >= 2, err
+    step = int(said[0])
+    assert step % 5 == 0 and load_checkpoint(run)["step"] == step
+    subprocess.run([*rrn, "--resume", str(run)], env=ENV, check=True, capture_output=True)
+    assert load_checkpoint(run)["epoch"] == 3 and (run / "report.json").is_file()
