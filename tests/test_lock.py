@@ -61,9 +61,8 @@ def test_a_killed_holder_releases_the_folder(tmp_path):
     )
     try:
         assert holder.stdout.readline() == "locked\n"
-        with pytest.raises(FolderInUseError, match=f"process {holder.pid} "):
-            with folder_lock(folder):
-                pass
+        with pytest.raises(FolderInUseError, match=f"process {holder.pid} "), folder_lock(folder):
+            pass
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=30)
         start = time.monotonic()
