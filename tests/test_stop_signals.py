@@ -9,7 +9,8 @@ import threading
 import pytest
 
 from robustresnet import _stop
-from robustresnet._stop import Interrupt, StopFlag, Stopped, on_stop_signals
+from robustresnet._stop import Interrupt, StopFlag, on_stop_signals
+from robustresnet.errors import Stopped
 
 
 def test_the_first_signal_is_a_request_an_echo_is_ignored_a_later_one_interrupts(monkeypatch):

@@ -18,7 +18,7 @@ from _train_helpers import tiny_dict, write_config
 from safetensors.torch import load_file
 
 from robustresnet import _stop
-from robustresnet._stop import Stopped
+from robustresnet.errors import Stopped
 from robustresnet.train import trainer as trainer_module
 from robustresnet.train.checkpoint import load_checkpoint
 from robustresnet.train.config import ExperimentConfig

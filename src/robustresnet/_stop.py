@@ -9,24 +9,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .errors import RobustResNetError
-
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # A repeat this soon is the same stop delivered twice (a launcher such as torchrun or a sweep
 # passing it on, and the terminal or the job system sending it to every process), not a second.
 ECHO_SECONDS = 1.0
-
-
-class Stopped(RobustResNetError):
-    """Work stopped on a signal with its state saved; the exit code is 128 + the signal number."""
-
-    def __init__(self, signum: int, message: str) -> None:
-        super().__init__(message)
-        self.signum = signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
 
 
 class Interrupt(BaseException):

@@ -8,8 +8,7 @@ import signal
 import sys
 
 from .._malloc import keep_freed_memory
-from .._stop import Stopped
-from ..errors import RobustResNetError
+from ..errors import RobustResNetError, Stopped
 
 # Each module defines `add_parser(subparsers)` returning its parser with `func` set.
 SUBCOMMANDS: list[str] = [

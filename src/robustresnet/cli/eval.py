@@ -15,12 +15,12 @@ from safetensors import safe_open
 
 from .._io import write_text
 from .._lock import folder_lock
-from .._stop import Interrupt, StopFlag, Stopped, on_stop_signals, signal_name
+from .._stop import Interrupt, StopFlag, on_stop_signals, signal_name
 from ..arch import ArchSpec, build_model, load_weights, resolve_spec
 from ..arch.zoo import PRESETS, apply_overrides, canonical_preset
 from ..attacks.spec import parse_number
 from ..data import ImageDataset, load_dataset
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, Stopped
 from ..evaluate import DEFAULT_ATTACKS, evaluate, to_markdown
 from ..train.config import load_config
 from ._common import add_output_flags, example_epilog, print_json

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .._stop import Stopped
+from ..errors import Stopped
 from ._common import add_output_flags, example_epilog, print_json
 
 

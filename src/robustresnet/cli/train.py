@@ -8,8 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .._stop import Stopped
-from ..errors import ConfigError
+from ..errors import ConfigError, Stopped
 from ._common import example_epilog
 
 

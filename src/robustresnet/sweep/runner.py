@@ -14,8 +14,8 @@ from typing import Any
 
 from .._io import write_json
 from .._progress import progress
-from .._stop import Stopped, on_stop_signals, signal_name
-from ..errors import ConfigError
+from .._stop import on_stop_signals, signal_name
+from ..errors import ConfigError, Stopped
 from .children import Children
 from .execute import execute_trial
 from .expand import Trial

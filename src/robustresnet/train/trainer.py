@@ -18,9 +18,9 @@ from torch import nn
 
 from .._lock import folder_lock
 from .._progress import progress
-from .._stop import Interrupt, StopFlag, Stopped, on_stop_signals, signal_name
+from .._stop import Interrupt, StopFlag, on_stop_signals, signal_name
 from ..arch.compat import save_weights
-from ..errors import ConfigError, FolderInUseError, RobustResNetError
+from ..errors import ConfigError, FolderInUseError, RobustResNetError, Stopped
 from . import distributed as ddp
 from . import setup
 from .checkpoint import CONFIG, load_checkpoint, prepare_run_dir, save_checkpoint, write_arch
