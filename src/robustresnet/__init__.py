@@ -15,7 +15,14 @@ from .arch.fuse import fuse
 from .arch.profile import Profile, profile
 from .arch.scaling import robust_scaling
 from .attacks import autoattack, fgsm, frozen, perturb, pgd
-from .errors import CheckpointError, ConfigError, DataError, RobustResNetError
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    FolderInUseError,
+    RobustResNetError,
+    Stopped,
+)
 from .evaluate import evaluate, merge_reports
 from .train.config import ExperimentConfig, load_config
 from .train.trainer import train
@@ -48,7 +55,9 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "FolderInUseError",
     "RobustResNetError",
+    "Stopped",
     "keep_freed_memory",
     "__version__",
 ]

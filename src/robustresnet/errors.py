@@ -23,3 +23,19 @@ class CheckpointError(RobustResNetError):
 
 class DataError(RobustResNetError):
     """A dataset file that is missing, corrupt or not in the expected format."""
+
+
+class FolderInUseError(RobustResNetError):
+    """A run or evaluation folder that another process is using (it holds FOLDER/.lock)."""
+
+
+class Stopped(RobustResNetError):
+    """Work stopped on a signal with its state saved; the exit code is 128 + the signal number."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

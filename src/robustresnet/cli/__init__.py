@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from .._malloc import keep_freed_memory
-from ..errors import RobustResNetError
+from ..errors import RobustResNetError, Stopped
 
 # Each module defines `add_parser(subparsers)` returning its parser with `func` set.
 SUBCOMMANDS: list[str] = [
@@ -37,11 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `rrn`; library errors become one clear line and exit code 2."""
+    """Entry point of `rrn`; library errors become one clear line and exit code 2, a stop on
+    SIGTERM / SIGINT one line and 128 + the signal number (143 / 130), as shells report it."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to print the command to resume
     keep_freed_memory()
     try:
         return args.func(args) or 0
+    except Stopped as stop:
+        print(f"rrn {args.command}: {stop}", file=sys.stderr)
+        return stop.exit_code
     except RobustResNetError as err:
         print(f"rrn {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C where no stop is handled: no traceback either
+        print(f"rrn {args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT

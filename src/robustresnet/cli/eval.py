@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +14,13 @@ import torch
 from safetensors import safe_open
 
 from .._io import write_text
+from .._lock import folder_lock
+from .._stop import Interrupt, StopFlag, on_stop_signals, signal_name
 from ..arch import ArchSpec, build_model, load_weights, resolve_spec
 from ..arch.zoo import PRESETS, apply_overrides, canonical_preset
 from ..attacks.spec import parse_number
 from ..data import ImageDataset, load_dataset
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, Stopped
 from ..evaluate import DEFAULT_ATTACKS, evaluate, to_markdown
 from ..train.config import load_config
 from ._common import add_output_flags, example_epilog, print_json
@@ -31,7 +35,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="robust accuracy of a checkpoint under FGSM, PGD, CW and AutoAttack",
         description="Evaluate a checkpoint with the paper's protocol. Attacks run only on the "
         "samples classified correctly; with --out the report is saved after every batch and "
-        "rerunning the same command resumes it.",
+        "rerunning the same command resumes it (SIGTERM or Ctrl-C stops it with exit code 143 "
+        "or 130; the --out folder is locked while it runs).",
         **example_epilog(
             "rrn eval runs/digits-demo --data digits -n 200 --attacks clean,pgd20,cw40",
             "rrn eval runs/a1 --data cifar10 --root data --attacks clean,pgd20,cw40,aa --out eval",
@@ -141,6 +146,23 @@ def _dataset(args: argparse.Namespace, input_size: Callable[[int], int]) -> Imag
 
 
 def run(args: argparse.Namespace) -> int:
+    """`rrn eval`: the --out folder locked while it runs; SIGTERM or SIGINT stops at once, with
+    the finished batches saved in --out, and says how to resume."""
+    out = Path(args.out) if args.out else None
+    try:
+        with folder_lock(out) if out else nullcontext(), on_stop_signals(StopFlag(graceful=False)):
+            return _evaluate(args, out)
+    except Interrupt as stop:
+        name = signal_name(stop.signum)
+        if out is None or not (out / "report.json").is_file():
+            hint = "nothing was saved" + ("" if out else " (--out FOLDER saves every batch)")
+        else:
+            resume = shlex.join(["rrn", *args.argv])
+            hint = f"the finished batches are in {out / 'report.json'}; resume with: {resume}"
+        raise Stopped(stop.signum, f"stopped by {name}; {hint}") from None
+
+
+def _evaluate(args: argparse.Namespace, out: Path | None) -> int:
     """Build and load the model, read the data, evaluate, write and print the report."""
     eps = parse_number(args.eps, "--eps")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -153,7 +175,6 @@ def run(args: argparse.Namespace) -> int:
     model = model.to(device).eval()
     if not args.no_channels_last:
         model = model.to(memory_format=torch.channels_last)
-    out = Path(args.out) if args.out else None
     report = evaluate(
         model,
         dataset.images[args.offset : stop],

@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..errors import Stopped
 from ._common import add_output_flags, example_epilog, print_json
 
 
@@ -20,7 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "kernel size, RobustScaling targets, method, seeds, any dotted config key; zipped "
             "axes; MAC/params filters) into named runs and train each with `rrn train` into "
             "OUT/NAME. Finished runs are skipped, interrupted ones resumed, failures recorded "
-            "in OUT/NAME/failed.json while the sweep goes on; OUT/sweep-summary.json sums up."
+            "in OUT/NAME/failed.json while the sweep goes on; OUT/sweep-summary.json sums up. "
+            "SIGTERM or Ctrl-C stops the running trials with a checkpoint (exit 143 / 130); "
+            "the same command continues the sweep."
         ),
         **example_epilog(
             "rrn sweep configs/sweeps/digits-demo.yaml --dry-run",
@@ -68,16 +71,21 @@ def run(args: argparse.Namespace) -> int:
         return _list(sweep.name, out, plan, as_json=args.json)
     write_specs(plan, out)
     trainer = shlex.split(args.trainer) if args.trainer else None
-    summary = run_sweep(
-        sweep,
-        plan.trials,
-        out,
-        backend=args.backend,
-        parallel=args.parallel,
-        address=args.address,
-        trainer=trainer,
-        quiet=args.quiet,
-    )
+    try:
+        summary = run_sweep(
+            sweep,
+            plan.trials,
+            out,
+            backend=args.backend,
+            parallel=args.parallel,
+            address=args.address,
+            trainer=trainer,
+            quiet=args.quiet,
+            stop_on_signals=True,
+        )
+    except Stopped as stop:
+        command = shlex.join(["rrn", *args.argv])
+        raise Stopped(stop.signum, f"{stop}; continue with: {command}") from None
     if args.report:
         from ..report import make_report
 

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Stopped
 from ._common import example_epilog
 
 
@@ -40,6 +40,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    """`rrn train`; on a stop every rank ends at the same step and rank 0 alone says so."""
+    try:
+        return _train(args)
+    except Stopped as stop:
+        if os.environ.get("RANK", "0") != "0":
+            return stop.exit_code
+        raise
+
+
+def _train(args: argparse.Namespace) -> int:
     """Resolve the config, train, print the final report."""
     from ..train.checkpoint import CONFIG
     from ..train.config import load_config
@@ -54,14 +64,14 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--out", str(args.out), f"omitted or equal to --resume {args.resume}")
         source = args.config or args.resume / CONFIG
         config = load_config(source, overrides)
-        run_dir = train(config, args.resume, resume=True, quiet=args.quiet)
+        run_dir = train(config, args.resume, resume=True, quiet=args.quiet, stop_on_signals=True)
     else:
         if args.config is None:
             raise ConfigError("config", None, "a YAML config file (or --resume RUN_DIR)")
         config = load_config(args.config, overrides)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = args.out or Path("runs") / f"{Path(args.config).stem}-{stamp}"
-        run_dir = train(config, run_dir, quiet=args.quiet)
+        run_dir = train(config, run_dir, quiet=args.quiet, stop_on_signals=True)
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 reports
     report = run_dir / "report.md"

@@ -1,5 +1,6 @@
 """Running one trial as an `rrn train` subprocess: skip if finished, resume if interrupted,
-record a failure in `failed.json` and return, never raise, so that the sweep goes on."""
+record a failure in `failed.json` and return, never raise, so that the sweep goes on; a trial
+that a stopping sweep stopped is "stopped" (resumable), one it did not start "not started"."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import write_json
+from .children import Children
 
 # Files the trainer writes into a run directory (the contract of `rrn train`).
 FINAL_REPORT = "report.json"
@@ -49,8 +51,10 @@ def trainer_command(job: dict[str, Any], *, resume: bool) -> list[str]:
     return [*prefix, job["base"], *job["overrides"], "--out", job["run_dir"], "--quiet"]
 
 
-def execute_trial(job: dict[str, Any]) -> dict[str, Any]:
-    """Run one job (a plain dict, so that Ray can ship it) and return its result record."""
+def execute_trial(job: dict[str, Any], children: Children | None = None) -> dict[str, Any]:
+    """Run one job (a plain dict, so that Ray can ship it) and return its result record;
+    `children`: the sweep's running trials, which a stop signal reaches."""
+    children = children or Children()
     run_dir = Path(job["run_dir"])
     state = trial_state(run_dir)
     result: dict[str, Any] = {"name": job["name"], "run_dir": str(run_dir), "previous": state}
@@ -58,6 +62,9 @@ def execute_trial(job: dict[str, Any]) -> dict[str, Any]:
         earlier = _read_json(run_dir / TRIAL_FILE)
         trained = {f"trained_{k}": earlier[k] for k in ("seconds", "cpu_seconds") if k in earlier}
         return {**result, "status": "skipped", "seconds": 0.0, **trained}
+    not_started = {**result, "status": "not started", "seconds": 0.0}
+    if children.stop_signal is not None:
+        return not_started
     run_dir.mkdir(parents=True, exist_ok=True)
     command = trainer_command(job, resume=state == "interrupted")
     env = {**os.environ, **_thread_env(job.get("threads"))}
@@ -65,7 +72,10 @@ def execute_trial(job: dict[str, Any]) -> dict[str, Any]:
     with open(run_dir / LOG_FILE, "a", encoding="utf-8") as log:
         log.write(f"\n$ {shlex.join(command)}\n")
         log.flush()
-        returncode, cpu_seconds = _run(command, log, env)
+        process = children.start(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        if process is None:
+            return not_started
+        returncode, cpu_seconds = children.wait(process)
     seconds = round(time.monotonic() - start, 2)
     result.update(command=command, returncode=returncode, seconds=seconds, cpu_seconds=cpu_seconds)
     if returncode == 0 and trial_state(run_dir) == "finished":
@@ -73,17 +83,9 @@ def execute_trial(job: dict[str, Any]) -> dict[str, Any]:
         result["status"] = "finished"
         write_json(run_dir / TRIAL_FILE, result)
         return result
+    if children.stop_signal is not None:
+        return {**result, "status": "stopped"}  # no failed.json: a rerun resumes it
     return _record_failure(run_dir, result)
-
-
-def _run(command: list[str], log: Any, env: dict[str, str]) -> tuple[int, float | None]:
-    """Exit status and CPU seconds (user + system) of the trainer, which may share the machine."""
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    if not hasattr(os, "wait4"):  # no per-child resource usage on this platform
-        return process.wait(), None
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, round(usage.ru_utime + usage.ru_stime, 2)
 
 
 def _record_failure(run_dir: Path, result: dict[str, Any]) -> dict[str, Any]:

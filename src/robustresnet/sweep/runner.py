@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from .._io import write_json
 from .._progress import progress
-from ..errors import ConfigError
+from .._stop import on_stop_signals, signal_name
+from ..errors import ConfigError, Stopped
+from .children import Children
 from .execute import execute_trial
 from .expand import Trial
 from .spec import SweepSpec
@@ -61,8 +65,13 @@ def run_sweep(
     address: str | None = None,
     trainer: list[str] | None = None,
     quiet: bool = False,
+    stop_on_signals: bool = False,
 ) -> dict[str, Any]:
-    """Run every trial not yet finished; return (and write) the sweep summary."""
+    """Run every trial not yet finished; return (and write) the sweep summary.
+
+    With `stop_on_signals` (as `rrn sweep` does) and the local backend, SIGTERM or SIGINT is
+    passed on to the running trials, which checkpoint and exit; no other trial starts, and
+    Stopped is raised once they have ended (running the sweep again resumes them)."""
     if backend not in BACKENDS:
         raise ConfigError("backend", backend, f"one of {list(BACKENDS)}")
     if parallel < 1:
@@ -100,6 +109,7 @@ def run_sweep(
         bar.update(1)
         bar.set_postfix_str(f"{result['name']}: {result['status']}")
 
+    children = Children()
     try:
         if backend == "ray":
             from .ray_backend import run_on_ray
@@ -108,17 +118,43 @@ def run_sweep(
                 jobs, record, address=address, num_cpus=spec.num_cpus, num_gpus=spec.num_gpus
             )
         else:
-            _run_local(jobs, record, parallel=parallel)
+            with on_stop_signals(children.stop) if stop_on_signals else nullcontext():
+                _run_local(jobs, record, parallel=parallel, children=children)
     finally:
         bar.close()
+    if children.stop_signal is not None:
+        summary["stopped_by"] = signal_name(children.stop_signal)
+        write_json(out_dir / SUMMARY_FILE, summary)
+        raise _stopped(children.stop_signal, summary["trials"])
     return summary
 
 
 def _run_local(
-    jobs: Iterable[dict[str, Any]], record: Callable[[dict[str, Any]], None], *, parallel: int
+    jobs: Iterable[dict[str, Any]],
+    record: Callable[[dict[str, Any]], None],
+    *,
+    parallel: int,
+    children: Children,
 ) -> None:
-    """Each job in a subprocess, `parallel` at a time; results recorded as they finish."""
+    """Each job in a subprocess, `parallel` at a time; results recorded as they finish. Whatever
+    ends this early (Ctrl-C where no stop is handled, an error) first stops the running trials."""
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        futures = [pool.submit(execute_trial, job) for job in jobs]
-        for future in as_completed(futures):
-            record(future.result())
+        futures = [pool.submit(execute_trial, job, children) for job in jobs]
+        try:
+            for future in as_completed(futures):
+                record(future.result())
+        except BaseException as err:
+            interrupted = isinstance(err, KeyboardInterrupt)
+            children.stop(signal.SIGINT if interrupted else signal.SIGTERM)
+            raise
+
+
+def _stopped(signum: int, trials: list[dict[str, Any]]) -> Stopped:
+    """Which trials a stop ended (each resumable) and how many it did not start."""
+    stopped = [t["name"] for t in trials if t["status"] == "stopped"]
+    waiting = sum(t["status"] == "not started" for t in trials)
+    return Stopped(
+        signum,
+        f"stopped by {signal_name(signum)}: {len(stopped)} trial(s) stopped "
+        f"({', '.join(stopped) or 'none'}), {waiting} not started",
+    )

@@ -111,3 +111,12 @@ def gather(world: World, obj: Any) -> list[Any]:
     out: list[Any] = [None] * world.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+def max_over_ranks(world: World, value: int, device: torch.device) -> int:
+    """The largest `value` of all ranks, on every rank (`value` itself for one process)."""
+    if not world.active:
+        return value
+    tensor = torch.tensor([value], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,12 +17,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._lock import folder_lock
 from .._progress import progress
+from .._stop import Interrupt, StopFlag, on_stop_signals, signal_name
 from ..arch.compat import save_weights
-from ..errors import ConfigError, RobustResNetError
+from ..errors import ConfigError, FolderInUseError, RobustResNetError, Stopped
 from . import distributed as ddp
 from . import setup
 from .checkpoint import (
+    CONFIG,
     POINTER,
     check_trained_config,
     load_checkpoint,
@@ -31,6 +37,10 @@ from .config import ExperimentConfig
 from .final import final_report, validate
 from .metrics import TensorBoard, plot_curves, write_metrics
 from .optim import lr_at, momentum_at, set_lr
+
+# Steps between the ranks' comparisons of their stop flags: each is an all-reduce and, on a GPU,
+# a synchronisation, so not every step; a single process looks at its flag every step.
+_AGREE_EVERY = 5
 
 
 class DivergedError(RobustResNetError):
@@ -60,6 +70,7 @@ class Trainer:
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] = field(default_factory=lambda: {"val_robust": None, "epoch": None})
     sums: dict[str, float] = field(default_factory=dict)
+    stop: StopFlag | None = None  # polled at step boundaries (train(stop_on_signals=True))
 
     @property
     def eval_model(self) -> nn.Module:
@@ -68,30 +79,89 @@ class Trainer:
 
 
 def train(
-    config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False, quiet: bool = False
+    config: ExperimentConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    stop_on_signals: bool = False,
 ) -> Path:
-    """Train as `config` says into `run_dir` (continuing it when `resume`); returns `run_dir`."""
+    """Train as `config` says into `run_dir` (continuing it when `resume`); returns `run_dir`.
+
+    The run directory is locked while this runs: a second process fails at once with
+    FolderInUseError. With `stop_on_signals` (as `rrn train` does), SIGTERM or SIGINT stops the
+    run at the next step with a checkpoint and raises Stopped (a second signal stops at once);
+    the previous signal handlers are back when this returns."""
     run_dir = Path(run_dir)
     device = setup.pick_device(config.run.device, int(os.environ.get("LOCAL_RANK", "0")))
     world = ddp.init(device.type, config.run.dist_timeout_minutes)
+    flag = StopFlag() if stop_on_signals else None
     try:
-        trainer = _build(config, run_dir, world, device)  # bad data or config: nothing written yet
-        if world.is_main:
-            prepare_run_dir(run_dir, config, resume=resume)
-            write_arch(run_dir, trainer.spec)
-        ddp.barrier(world)
-        state = load_checkpoint(run_dir) if resume else None
-        if state is not None:
-            check_trained_config(run_dir, state, config)
-            _restore(trainer, state)
-        _fit(trainer, quiet)
-        if world.is_main:
-            plot_curves(run_dir, trainer.history)
-        final_report(trainer, quiet=quiet)  # every rank evaluates its shard, rank 0 writes
-        ddp.barrier(world)
+        with _exclusive(run_dir, world), on_stop_signals(flag) if flag else nullcontext():
+            _run(config, run_dir, world, device, resume=resume, quiet=quiet, stop=flag)
+    except Interrupt as stop:
+        name = signal_name(stop.signum)
+        if flag is not None and not flag.graceful:
+            what = f"{name} during the final evaluation (saved after every batch)"
+        else:
+            what = f"a second {name} at once; the last complete checkpoint is kept"
+        raise Stopped(stop.signum, f"stopped by {what}; {_resume_hint(run_dir)}") from None
     finally:
         ddp.shutdown(world)
     return run_dir
+
+
+def _run(
+    config: ExperimentConfig,
+    run_dir: Path,
+    world: ddp.World,
+    device: torch.device,
+    *,
+    resume: bool,
+    quiet: bool,
+    stop: StopFlag | None,
+) -> None:
+    """Build, write or check the run directory, restore, fit, report."""
+    trainer = _build(config, run_dir, world, device)  # bad data or config: nothing written yet
+    trainer.stop = stop
+    if world.is_main:
+        prepare_run_dir(run_dir, config, resume=resume)
+        write_arch(run_dir, trainer.spec)
+    ddp.barrier(world)
+    state = load_checkpoint(run_dir) if resume else None
+    if state is not None:
+        check_trained_config(run_dir, state, config)
+        _restore(trainer, state)
+    _fit(trainer, quiet)
+    if stop is not None:
+        stop.graceful = False  # the final evaluation saves its state after every batch
+    if world.is_main:
+        plot_curves(run_dir, trainer.history)
+    final_report(trainer, quiet=quiet)  # every rank evaluates its shard, rank 0 writes
+    ddp.barrier(world)
+
+
+@contextmanager
+def _exclusive(run_dir: Path, world: ddp.World) -> Iterator[None]:
+    """Rank 0 holds the run directory's lock; when another process has it, every rank fails."""
+    with ExitStack() as stack:
+        refused = None
+        if world.is_main:
+            try:
+                stack.enter_context(folder_lock(run_dir))
+            except FolderInUseError as err:
+                refused = str(err)
+        refused = ddp.gather(world, refused)[0]
+        if refused is not None:
+            raise FolderInUseError(refused)
+        yield
+
+
+def _resume_hint(run_dir: Path) -> str:
+    """How to go on with a stopped run."""
+    if not (run_dir / CONFIG).is_file():
+        return "nothing was saved yet: start the run again"
+    return f"resume with: rrn train --resume {shlex.quote(str(run_dir))}"
 
 
 def _build(
@@ -154,37 +224,72 @@ def train_step(
 
 
 def _fit(t: Trainer, quiet: bool) -> None:
-    """Epochs of steps; a checkpoint every `run.checkpoint_every` steps and after each epoch."""
+    """Epochs of steps; a checkpoint every `run.checkpoint_every` steps and after each epoch, and
+    at the step where a stop signal is noticed, which then raises Stopped."""
     cfg = t.config
     per_epoch = len(t.data.loader)
     total = cfg.schedule.epochs * per_epoch
     bar = progress(total=total, initial=t.step, quiet=quiet or not t.world.is_main, unit="step")
     tensorboard = TensorBoard(t.run_dir, cfg.run.tensorboard and t.world.is_main)
     _first_step_bn_momentum(t)
-    while t.epoch < cfg.schedule.epochs:
-        if not t.mid_epoch:
-            t.data.loader.set_epoch(t.epoch)
-            t.sums = {}
-        t.mid_epoch = True
-        start = time.perf_counter()
-        for x, y in t.data.loader:
-            metrics = train_step(t, x, y, *_schedule(t, t.step, per_epoch))
-            _accumulate(t.sums, metrics, len(y))
-            t.step += 1
-            if t.step == 1:
-                _first_step_bn_momentum(t)
-            bar.update()
-            if t.step % 50 == 0:
-                _check_finite(t)
-            every = cfg.run.checkpoint_every
-            if every and t.step % every == 0 and t.step % per_epoch:  # not at an epoch's end
-                t.sums["time"] = t.sums.get("time", 0.0) + time.perf_counter() - start
-                start = time.perf_counter()
-                _checkpoint(t)
-        t.sums["time"] = t.sums.get("time", 0.0) + time.perf_counter() - start
-        _end_epoch(t, per_epoch, quiet, tensorboard)
-    bar.close()
-    tensorboard.close()
+    try:
+        _stop_if_signalled(t, agree=True)  # a signal while setting up: the saved state is current
+        while t.epoch < cfg.schedule.epochs:
+            if not t.mid_epoch:
+                t.data.loader.set_epoch(t.epoch)
+                t.sums = {}
+            t.mid_epoch = True
+            start = time.perf_counter()
+            for x, y in t.data.loader:
+                metrics = train_step(t, x, y, *_schedule(t, t.step, per_epoch))
+                _accumulate(t.sums, metrics, len(y))
+                t.step += 1
+                if t.step == 1:
+                    _first_step_bn_momentum(t)
+                bar.update()
+                if t.step % 50 == 0:
+                    _check_finite(t)
+                if t.step % per_epoch == 0:
+                    continue  # the epoch's end checkpoints
+                signum = _stop_signal(t, agree=t.step % _AGREE_EVERY == 0)
+                every = cfg.run.checkpoint_every
+                if signum or (every and t.step % every == 0):
+                    t.sums["time"] = t.sums.get("time", 0.0) + time.perf_counter() - start
+                    start = time.perf_counter()
+                    _checkpoint(t)
+                _stop_if_signalled(t, signum=signum)
+            t.sums["time"] = t.sums.get("time", 0.0) + time.perf_counter() - start
+            _end_epoch(t, per_epoch, quiet, tensorboard)
+            _stop_if_signalled(t, agree=True)
+    finally:
+        bar.close()
+        tensorboard.close()
+
+
+def _stop_signal(t: Trainer, *, agree: bool) -> int:
+    """The signal that stops the run at this step, or 0. Every rank stops at the same step: they
+    compare their flags where `agree` (one tiny all-reduce); one process looks at every step."""
+    if t.stop is None:
+        return 0
+    mine = t.stop.received or 0
+    if not t.world.active:
+        return mine
+    return ddp.max_over_ranks(t.world, mine, t.device) if agree else 0
+
+
+def _stop_if_signalled(t: Trainer, *, agree: bool = False, signum: int | None = None) -> None:
+    """Raise Stopped when a stop signal came (`signum`, else asked of `_stop_signal`); the
+    state on disk is that of this step."""
+    signum = _stop_signal(t, agree=agree) if signum is None else signum
+    if not signum:
+        return
+    if t.step == 0:
+        where = "before the first step"
+    elif t.mid_epoch:
+        where = f"at step {t.step} (epoch {t.epoch + 1})"
+    else:
+        where = f"at step {t.step} (end of epoch {t.epoch})"
+    raise Stopped(signum, f"stopped by {signal_name(signum)} {where}; {_resume_hint(t.run_dir)}")
 
 
 def _schedule(t: Trainer, step: int, per_epoch: int) -> tuple[float, float]:
