@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ._io import write_json
+from ._io import write_json, write_text
 from ._progress import progress
 from .attacks.pgd import attack_model, frozen, margin_loss, memory_format_of, pgd, predict
 from .attacks.spec import PAPER_EPS, AttackSpec, parse_attack
@@ -424,7 +424,8 @@ def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
     end = first["samples"]["offset"]
     for report in ordered:
         start, n = report["samples"]["offset"], report["samples"]["n"]
-        where = f"report of {report['model']}, samples {start}..{start + n - 1}"
+        who = report.get("origin", f"of {report['model']}")
+        where = f"report {who}, samples {start}..{start + n - 1}"
         different = [k for k in ("weights", "settings") if report.get(k) != first.get(k)]
         if different:
             raise ConfigError(where, different, f"the same {' and '.join(different)} as the rest")
@@ -458,6 +459,27 @@ def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "check_warnings": list(dict.fromkeys(w for r in ordered for w in r["check_warnings"])),
     }
     return summarise(state)
+
+
+def merge_report_files(folders: Sequence[Path], out: Path) -> dict[str, Any]:
+    """Merge the complete reports in `folders` (each a shard's --out) into out/report.json and
+    out/report.md; an incomplete or unreadable shard, or shards that do not fit, name the folder."""
+    reports = []
+    for folder in folders:
+        path = folder / "report.json"
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise ConfigError(str(path), None, f"a shard's report.json ({err})") from None
+        if not isinstance(report, dict) or "samples" not in report:
+            raise ConfigError(str(path), None, "a report written by rrn eval")
+        if not report.get("complete"):
+            raise ConfigError(str(path), "incomplete", "a finished shard (rerun its command)")
+        reports.append({**report, "origin": str(folder)})
+    merged = merge_reports(reports)
+    write_json(out / "report.json", merged)
+    write_text(out / "report.md", to_markdown(merged))
+    return merged
 
 
 def _percent(value: float | None) -> str:

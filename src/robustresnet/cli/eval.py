@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -18,10 +19,11 @@ from .._lock import folder_lock
 from .._stop import Interrupt, StopFlag, on_stop_signals, signal_name
 from ..arch import ArchSpec, build_model, load_weights, resolve_spec
 from ..arch.zoo import PRESETS, apply_overrides, canonical_preset
-from ..attacks.spec import parse_number
+from ..attacks.spec import PAPER_EPS, parse_number
 from ..data import ImageDataset, load_dataset
 from ..errors import CheckpointError, ConfigError, Stopped
-from ..evaluate import DEFAULT_ATTACKS, evaluate, to_markdown
+from ..evaluate import DEFAULT_ATTACKS, evaluate, merge_report_files, to_markdown
+from ..train import distributed as ddp
 from ..train.config import load_config
 from ._common import add_output_flags, example_epilog, print_json
 
@@ -44,9 +46,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "--mean cifar10 --attacks aa",
             "rrn eval model.safetensors --arch spec.yaml --attacks 'pgd50:eps=4/255,aa:"
             "attacks=apgd-ce+apgd-t'",
+            "rrn eval runs/a1 --attacks aa --shard 0/4 --out eval/part0   # one of 4 jobs",
+            "rrn eval merge eval/part0 eval/part1 eval/part2 eval/part3 --out eval/all",
+            "torchrun --nproc-per-node 8 -m robustresnet eval runs/a1 --attacks aa --out eval",
         ),
     )
-    parser.add_argument("checkpoint", help="run directory, .safetensors or the authors' .pth")
+    parser.add_argument("checkpoint", help="run directory, .safetensors or the authors' .pth; "
+                        "or `merge` followed by shard folders")  # fmt: skip
+    parser.add_argument(
+        "shards", nargs="*", metavar="DIR", help="(merge) the shards' --out folders"
+    )
+    parser.add_argument("--shard", metavar="I/N", help="evaluate shard I of N (from 0), cut at "
+                        "multiples of --batch-size; merge the --out folders with `rrn eval "
+                        "merge`")  # fmt: skip
     parser.add_argument("--arch", help="preset name, spec file or run directory (default: "
                         "the run directory's arch.yaml or the safetensors metadata)")  # fmt: skip
     parser.add_argument("--weights", choices=_RUN_WEIGHTS, help="which weights of a run directory")
@@ -62,8 +74,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="comma list of clean, fgsm, pgdN, cwN, aa; options as "
                         "NAME:key=value, e.g. pgd50:eps=4/255 or aa:attacks=apgd-ce+apgd-t "
                         f"(default: {','.join(DEFAULT_ATTACKS)})")  # fmt: skip
-    parser.add_argument("--eps", default="8/255", help="radius in [0,1] units (default: 8/255)")
-    parser.add_argument("--norm", choices=("inf", "2"), default="inf", help="threat model")
+    parser.add_argument("--eps", help="radius in [0,1] units (default: the run's, else 8/255)")
+    parser.add_argument("--norm", choices=("inf", "2"), help="(default: the run's, else inf)")
     parser.add_argument("--batch-size", type=int, default=256, help="(default: 256)")
     parser.add_argument("--seed", type=int, default=0, help="random starts (default: 0)")
     parser.add_argument("--device", help="e.g. cuda, cpu (default: cuda when available)")
@@ -146,11 +158,16 @@ def _dataset(args: argparse.Namespace, input_size: Callable[[int], int]) -> Imag
 
 
 def run(args: argparse.Namespace) -> int:
-    """`rrn eval`: the --out folder locked while it runs; SIGTERM or SIGINT stops at once, with
-    the finished batches saved in --out, and says how to resume."""
+    """`rrn eval`: the --out folder locked while it runs (by rank 0 under torchrun); SIGTERM or
+    SIGINT stops at once, with the finished batches saved in --out, and says how to resume."""
+    if args.checkpoint == "merge":
+        return _merge(args)
+    if args.shards:
+        raise ConfigError("rrn eval", args.shards, "one checkpoint (or `merge DIR...`)")
     out = Path(args.out) if args.out else None
+    lock = folder_lock(out) if out and os.environ.get("RANK", "0") == "0" else nullcontext()
     try:
-        with folder_lock(out) if out else nullcontext(), on_stop_signals(StopFlag(graceful=False)):
+        with lock, on_stop_signals(StopFlag(graceful=False)):
             return _evaluate(args, out)
     except Interrupt as stop:
         name = signal_name(stop.signum)
@@ -162,10 +179,55 @@ def run(args: argparse.Namespace) -> int:
         raise Stopped(stop.signum, f"stopped by {name}; {hint}") from None
 
 
+def _parse_shard(text: str) -> tuple[int, int]:
+    """ "I/N" as (I, N), 0 <= I < N."""
+    index, _, count = text.partition("/")
+    if not (index.strip().isdigit() and count.strip().isdigit() and int(index) < int(count)):
+        raise ConfigError("--shard", text, "I/N with 0 <= I < N, e.g. 0/4")
+    return int(index), int(count)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """`rrn eval merge DIR... --out DIR`: the shards' reports as one, checked to fit together."""
+    if not args.shards or not args.out:
+        raise ConfigError("rrn eval merge", args.shards, "shard folders and --out FOLDER")
+    report = merge_report_files([Path(d) for d in args.shards], Path(args.out))
+    if args.json:
+        print_json(report)
+    else:
+        print(to_markdown(report), end="")
+    return 0
+
+
+def _threat_model(args: argparse.Namespace) -> tuple[float, str, str]:
+    """(eps, norm, where they come from): the options, else the run's config, else 8/255 L∞."""
+    run_config = Path(args.checkpoint) / "config.yaml"
+    eps, norm, origin = PAPER_EPS, "inf", "the paper's 8/255, L-inf"
+    if run_config.is_file():
+        eps, norm = load_config(run_config).threat_model()
+        origin = f"{run_config}"
+    if args.eps is not None or args.norm is not None:
+        origin = "the command line" if args.eps and args.norm else f"the command line and {origin}"
+    eps = parse_number(args.eps, "--eps") if args.eps is not None else eps
+    return eps, args.norm or norm, origin
+
+
 def _evaluate(args: argparse.Namespace, out: Path | None) -> int:
     """Build and load the model, read the data, evaluate, write and print the report."""
-    eps = parse_number(args.eps, "--eps")
+    eps, norm, origin = _threat_model(args)
+    shard = _parse_shard(args.shard) if args.shard else None
+    world = ddp.init("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and device.index is None and world.active:
+        device = torch.device("cuda", world.local_rank)
+    try:
+        return _evaluate_on(args, out, device, eps, norm, origin, shard, world)
+    finally:
+        ddp.shutdown(world)
+
+
+def _evaluate_on(args, out, device, eps, norm, origin, shard, world) -> int:
+    """The evaluation itself, on this process's device (its shard under torchrun)."""
     weights = _weights_path(Path(args.checkpoint), args.weights)
     dataset = _dataset(args, lambda classes: _spec(args, weights, classes).input_size)
     stop = len(dataset.labels) if args.n is None else args.offset + args.n
@@ -181,7 +243,7 @@ def _evaluate(args: argparse.Namespace, out: Path | None) -> int:
         dataset.labels[args.offset : stop],
         attacks=[a for a in args.attacks.split(",") if a.strip()],
         eps=eps,
-        norm=args.norm,
+        norm=norm,
         batch_size=args.batch_size,
         seed=args.seed,
         state_path=out / "report.json" if out else None,
@@ -189,10 +251,17 @@ def _evaluate(args: argparse.Namespace, out: Path | None) -> int:
         name=args.name or Path(args.checkpoint).stem,
         sanity_checks=not args.no_sanity_checks,
         amp_dtype=torch.bfloat16 if args.bf16 else None,
-        source={"checkpoint": str(weights), "data": f"{dataset.name}/{args.split}"},
+        source={
+            "checkpoint": str(weights),
+            "data": f"{dataset.name}/{args.split}",
+            "threat_model": f"eps and norm from {origin}",
+        },  # fmt: skip
         quiet=args.quiet,
         fuse=not args.no_fuse,
+        shard=shard,
     )
+    if not world.is_main:
+        return 0  # rank 0 writes and prints the merged report
     table = to_markdown(report)
     if out:
         write_text(out / "report.md", table)
