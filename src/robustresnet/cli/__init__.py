@@ -42,5 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except RobustResNetError as err:
-        print(f"rrn {args.command}: error: {err}", file=sys.stderr)
+        # One line even when the message quotes a multi-line cause (torch's, PyYAML's).
+        message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"rrn {args.command}: error: {message}", file=sys.stderr)
         return 2
