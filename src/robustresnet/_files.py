@@ -15,6 +15,7 @@ from .errors import ConfigError
 # Configs, specs and sweep files are a few kB; a larger one is not one of them, and is refused
 # before it is read into memory.
 MAX_TEXT_BYTES = 16 * 2**20
+_NOT_NESTED = "nested less deeply (the parser ran out of stack)"
 
 
 def read_text(path: str | os.PathLike, field: str, *, limit: int | None = None) -> str:
@@ -40,6 +41,8 @@ def read_yaml(path: str | os.PathLike, field: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(field, str(path), f"valid YAML ({yaml_problem(err)})") from None
+    except RecursionError:
+        raise ConfigError(field, str(path), f"YAML {_NOT_NESTED}") from None
 
 
 def read_json(path: str | os.PathLike, field: str) -> Any:
@@ -49,6 +52,8 @@ def read_json(path: str | os.PathLike, field: str) -> Any:
         return json.loads(text)
     except ValueError as err:  # JSONDecodeError, or a number too large to convert
         raise ConfigError(field, str(path), f"valid JSON ({err})") from None
+    except RecursionError:
+        raise ConfigError(field, str(path), f"JSON {_NOT_NESTED}") from None
 
 
 def yaml_problem(err: yaml.YAMLError) -> str:

@@ -211,8 +211,9 @@ def metadata_spec(path: str | os.PathLike) -> ArchSpec | None:
         return None
     try:
         data = json.loads(arch)
-    except ValueError as err:
-        raise CheckpointError(f"{path}: its arch metadata is not valid JSON ({err})") from None
+    except (ValueError, RecursionError) as err:
+        reason = err if isinstance(err, ValueError) else "nested too deeply"
+        raise CheckpointError(f"{path}: its arch metadata is not valid JSON ({reason})") from None
     with in_file(f"{path} (arch metadata)"):
         return ArchSpec.from_dict(data)
 

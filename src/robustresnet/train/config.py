@@ -371,7 +371,9 @@ def _override_value(key: str, text: str) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(key, text, f"a YAML value ({yaml_problem(err)})") from None
+        raise ConfigError(key, text[:80], f"a YAML value ({yaml_problem(err)})") from None
+    except RecursionError:
+        raise ConfigError(key, text[:80], "a YAML value nested less deeply") from None
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
