@@ -25,7 +25,7 @@ def run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "tiny"
     config = tiny_config()
     ckpt.prepare_run_dir(run, config, resume=False)
-    spec = config.model.arch_spec(10)
+    spec = ArchSpec.from_dict(TINY_SPEC)
     ckpt.write_arch(run, spec)
     save_weights(build_model(spec), run / "weights" / "last.safetensors")
     return run

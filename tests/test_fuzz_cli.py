@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from _train_helpers import tiny_config, tiny_dict
+from _train_helpers import TINY_SPEC, tiny_config, tiny_dict
 
-from robustresnet.arch import build_model, save_weights
+from robustresnet.arch import ArchSpec, build_model, save_weights
 from robustresnet.cli import main
 from robustresnet.train import checkpoint as ckpt
 from robustresnet.train import trainer
@@ -295,7 +295,7 @@ def tiny_run(workspace) -> Path:
     run = workspace / "inputs" / "tiny-run"
     config = tiny_config()
     ckpt.prepare_run_dir(run, config, resume=False)
-    spec = config.model.arch_spec(10)
+    spec = ArchSpec.from_dict(TINY_SPEC)
     ckpt.write_arch(run, spec)
     save_weights(build_model(spec), run / "weights" / "last.safetensors")
     return run

@@ -168,7 +168,7 @@ def test_cycled_momentum_with_one_cycle_and_the_threat_model():
         (["model.bn_momentum=.nan"], "model.bn_momentum"),
         (["objective.start_std=.inf"], "objective.start_std"),
         (["objective.step_size=.inf"], "objective.step_size"),
-        (["objective.beta=.inf"], "objective.beta"),
+        (["objective.name=trades", "objective.beta=.inf"], "objective.beta"),
         (["eval.final_samples=-5"], "eval.final_samples"),  # evaluated 350 samples
         (["eval.final_samples=0"], "eval.final_samples"),  # evaluated the whole split
         (["eval.autoattack=[apgd-ce]", "eval.autoattack_samples=-3"], "eval.autoattack_samples"),
