@@ -62,9 +62,10 @@ def test_pickled_code_is_refused(tmp_path):
             return (pathlib.Path.touch, (marker,))
 
     torch.save({"state_dict": {"fc.weight": torch.zeros(1)}, "x": Payload()}, tmp_path / "evil.pth")
-    with pytest.raises(CheckpointError, match="refused to unpickle"):
+    with pytest.raises(CheckpointError, match="not a safe checkpoint") as err:
         load_weights(build_model(_spec()), tmp_path / "evil.pth")
     assert not marker.exists()
+    assert "weights_only" not in str(err.value)  # never advise loading it unsafely (issue 16)
 
 
 def test_shape_mismatch_names_the_tensor(source):

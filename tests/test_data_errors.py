@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -193,3 +194,76 @@ def test_bad_names_splits_and_options():
         load_dataset("digits", labels="coarse")
     with pytest.raises(ConfigError, match="download"):
         load_dataset("svhn", download=True)
+
+
+def _global(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+# Issue 16: tiny files that asked for gigabytes. Each is refused before anything is allocated:
+# the size a file asks for is checked against the file's own size.
+HOSTILE_PICKLES = {
+    # builtins.bytearray(200_000_000) through REDUCE, 37 bytes
+    "bytearray(n)": b"\x80\x04\x8c\x08builtins\x94\x8c\tbytearray\x94\x93\x94J\x00\xc2\xeb\x0b"
+    b"\x85\x94R\x94.",
+    # BYTEARRAY8 / BINBYTES8 / FRAME whose length is 1.5 GB: the C unpickler allocated it first
+    "bytearray8": b"\x80\x05\x96" + (1_500_000_000).to_bytes(8, "little") + b".",
+    "binbytes8": b"\x80\x05\x8e" + (1_500_000_000).to_bytes(8, "little") + b".",
+    "frame": b"\x80\x04\x95" + (1_500_000_000).to_bytes(8, "little") + b"N.",
+    # a memo index of 2^28: the C unpickler zero-filled a 4 GB memo table
+    "memo": b"\x80\x02Nr\xff\xff\xff\x0f.",
+    # numpy.ndarray((200_000_000,), "u1") and _reconstruct(ndarray, (200_000_000,), "b")
+    "ndarray(shape)": b"\x80\x02" + _global("numpy", "ndarray") + b"J\x00\xc2\xeb\x0b\x85"
+    b"X\x02\x00\x00\x00u1\x86R.",
+    "_reconstruct": b"\x80\x02" + _global("numpy.core.multiarray", "_reconstruct")
+    + _global("numpy", "ndarray") + b"J\x00\xc2\xeb\x0b\x85C\x01b\x87R.",
+    # codecs.encode(..., "hex") nested: each level doubles, 2^31 bytes from 1
+    "codecs": b"\x80\x02" + _global("_codecs", "encode") * 31 + b"C\x01x"
+    + b"X\x03\x00\x00\x00hex\x86R" * 31 + b".",
+    # an object-dtype array, which numpy fills from a too-short list by reading past it
+    "object dtype": b"\x80\x02" + _global("numpy", "dtype") + b"X\x02\x00\x00\x00O8\x85R.",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_PICKLES))
+def test_a_small_pickle_cannot_ask_for_more_memory_than_it_holds(name):
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="x.pickle: (refused|corrupt)"):
+            load_pickle(HOSTILE_PICKLES[name], "x.pickle")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10_000_000
+
+
+def test_a_hostile_cifar_batch_is_refused_naming_the_file(tmp_path):
+    files = cifar10_files()
+    files["data_batch_2"] = HOSTILE_PICKLES["bytearray(n)"]
+    folder = write_folder(tmp_path / "cifar-10-batches-py", files)
+    with pytest.raises(DataError, match=r"data_batch_2: refused to make a bytearray"):
+        load_dataset("cifar10", folder)
+
+
+def test_every_pickle_protocol_of_plain_data_still_loads():
+    record = {"data": np.arange(12, dtype=np.uint8).reshape(2, 6), "labels": [3, 1], "x": 0.5}
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        loaded = load_pickle(pickle.dumps(record, protocol=protocol), "x.pickle")
+        assert np.array_equal(loaded["data"], record["data"]) and loaded["labels"] == [3, 1]
+
+
+def test_ragged_labels_are_a_data_error(tmp_path):
+    files = cifar10_files()
+    files["test_batch"] = pickle.dumps(
+        {"data": np.zeros((2, 3072), np.uint8), "labels": [[0], [1, 2]]}
+    )
+    folder = write_folder(tmp_path / "cifar-10-batches-py", files)
+    with pytest.raises(DataError, match="test_batch: 'labels' is not a regular array"):
+        load_dataset("cifar10", folder, split="test")
+
+
+def test_digits_size_is_bounded_before_anything_is_made():
+    with pytest.raises(
+        ConfigError, match=r"options.size: got 100000, expected an int in \[8, 256\]"
+    ):
+        load_dataset("digits", split="test", size=100_000)  # asked for 72 TB

@@ -14,15 +14,21 @@ import pickle
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from .._io import atomic_write
-from ..errors import CheckpointError
+from .._units import format_count
+from ..errors import CheckpointError, in_file
+from .network import build_model
+from .profile import profile
+from .spec import ArchSpec
 
 # Keys under which training scripts nest the state_dict, most specific first.
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "module")
@@ -41,17 +47,33 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return load_file(path)
         except (SafetensorError, OSError) as err:
             raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    return unwrap_state_dict(load_torch_file(path), source=str(path))
+
+
+def load_torch_file(path: str | os.PathLike) -> Any:
+    """`torch.load(weights_only=True)` of `path`, every failure a one-line CheckpointError: a
+    file that needs code to load is "not a safe checkpoint", never to be loaded unsafely."""
     try:
-        with _numpy_data_allowed():
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        with _numpy_data_allowed(), warnings.catch_warnings():
+            # The protocol notice is noise beside the verdict on the file.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0]
-        raise CheckpointError(
-            f"{path}: refused to unpickle (only tensors and plain containers are loaded): {first}"
-        ) from None
-    except (RuntimeError, OSError, EOFError) as err:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({err})") from None
-    return unwrap_state_dict(obj, source=str(path))
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        needs = next((line for line in lines if "GLOBAL" in line), None)
+        if needs is not None:  # torch's text goes on to advise allowing it: cut that off
+            needs = needs.split(". ")[0].removeprefix("WeightsUnpickler error: ")
+            raise CheckpointError(
+                f"{path}: not a safe checkpoint ({needs}): loading it could run code, so it was "
+                "refused; only tensors, numbers, strings and containers are read. Save its "
+                "state_dict as safetensors where it was made"
+            ) from None
+        unsupported = (line for line in lines if line.startswith("Unsupported"))
+        reason = next(unsupported, lines[-1] if lines else "not a pickle")
+        raise CheckpointError(f"{path}: corrupt or not a torch checkpoint ({reason})") from None
+    except Exception as err:  # corrupt files raise RuntimeError, EOFError, KeyError, ...
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: corrupt or not a torch checkpoint ({reason})") from None
 
 
 def _numpy_data_allowed():
@@ -74,6 +96,8 @@ def _numpy_data_allowed():
 def unwrap_state_dict(obj, *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """Descend into a nested checkpoint (`{"state_dict": ...}`) and strip `module.` prefixes."""
     while isinstance(obj, Mapping) and not _all_tensors(obj):
+        if not obj:
+            raise CheckpointError(f"{source}: holds no tensors")
         inner = next((obj[k] for k in NESTED_KEYS if isinstance(obj.get(k), Mapping)), None)
         if inner is None:
             bad = next(k for k, v in obj.items() if not isinstance(v, torch.Tensor))
@@ -165,8 +189,52 @@ def _warn_other_normalisation(own: Mapping, state: Mapping, source: str) -> None
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
-    """Write the model's state_dict as safetensors (atomically), with its spec as metadata."""
+    """Write the model's state_dict as safetensors (atomically), with its spec as metadata.
+
+    The bytes are written by Python, so a full disk is an OSError the callers can name (the
+    safetensors writer reports it as an error of its own)."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     spec = getattr(model, "spec", None)
     metadata = {"arch": json.dumps(spec.to_dict())} if spec is not None else None
-    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    data = safetensors_bytes(tensors, metadata=metadata)
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def metadata_spec(path: str | os.PathLike) -> ArchSpec | None:
+    """The ArchSpec that `save_weights` stores in a safetensors file's metadata (None: none)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            arch = (f.metadata() or {}).get("arch")
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    if not arch:
+        return None
+    try:
+        data = json.loads(arch)
+    except (ValueError, RecursionError) as err:
+        reason = err if isinstance(err, ValueError) else "nested too deeply"
+        raise CheckpointError(f"{path}: its arch metadata is not valid JSON ({reason})") from None
+    with in_file(f"{path} (arch metadata)"):
+        return ArchSpec.from_dict(data)
+
+
+def load_model(spec: ArchSpec, state: Mapping[str, torch.Tensor], source: str) -> nn.Module:
+    """The network of `spec` holding the tensors `state` (read from `source`).
+
+    Checked against the file before anything is allocated: the spec's parameters, counted
+    without building it, must be among the file's values, so a spec far larger than its file
+    (hostile metadata, a wrong --arch or --num-classes) fails here instead of allocating."""
+    values = sum(t.numel() for t in state.values())
+    blocks = sum(spec.depths)
+    if blocks > len(state):  # every block holds at least one tensor; bounds the counting below
+        raise CheckpointError(
+            f"{source} does not fit the spec: {blocks} blocks but only {len(state)} tensors"
+        )
+    params = profile(spec).params
+    if params > values:
+        raise CheckpointError(
+            f"{source} does not fit the spec: the spec has {format_count(params)} parameters, "
+            f"the file only {format_count(values)} values; give the network's own spec (--arch)"
+        )
+    check_state_dict(build_model(spec, device="meta"), state, source)
+    return load_weights(build_model(spec), state)

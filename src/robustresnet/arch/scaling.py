@@ -42,6 +42,9 @@ STANDARD_WRNS = ("wrn-28-10", "wrn-34-12", "wrn-46-14", "wrn-70-16")
 RULES = ("compound", "depth", "width")
 _WINDOW = 2  # total widening searched on each side of the 7:3 crossing
 MAX_MISS = 0.05  # a compound result is never further from its target than this
+# Far beyond any network trained (the paper's largest has 40G MACs), and below the widths whose
+# weight sizes overflow torch's, even on the meta device the counting uses.
+MAX_TARGET_MACS = 10**15
 RATIO_SLACK = 0.15  # |log ratio| beyond which MACs may go up to MAX_MISS to keep the shape
 
 
@@ -177,6 +180,8 @@ def robust_scaling(
     the spec's input size. See the module docstring for the rules.
     """
     target = parse_count(target_macs, field="target_macs")
+    if target > MAX_TARGET_MACS:
+        raise ConfigError("target_macs", target_macs, f"at most {format_count(MAX_TARGET_MACS)}")
     if rule not in RULES:
         raise ConfigError("rule", rule, "one of " + ", ".join(RULES))
     if not 0 < tolerance < 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -18,10 +19,14 @@ from typing import Any
 
 import yaml
 
+from .._files import read_json, read_yaml
 from .._io import write_text
-from ..errors import ConfigError
+from ..errors import ConfigError, in_file
 from .blocks import BLOCKS
 from .layers import ACTIVATIONS, NORMS, canonical_name
+
+# The largest image side a spec may take: beyond it tensor sizes overflow, even on the meta device.
+MAX_INPUT_SIZE = 2**16
 
 
 def stage_base(index: int) -> int:
@@ -36,7 +41,7 @@ def _int(name: str, value: Any, minimum: int = 1) -> int:
 
 
 def _choice(name: str, value: Any, choices: Mapping[str, Any], normalise=canonical_name) -> str:
-    key = normalise(value) if isinstance(value, str) else value
+    key = normalise(value) if isinstance(value, str) else None
     if key not in choices:
         raise ConfigError(name, value, "one of " + ", ".join(choices))
     return key
@@ -118,6 +123,10 @@ class ArchSpec:
             "se_reduction",
         ):
             _int(name, getattr(self, name))
+        if self.input_size > MAX_INPUT_SIZE:
+            raise ConfigError("input_size", self.input_size, f"at most {MAX_INPUT_SIZE} pixels")
+        if self.name is not None and not isinstance(self.name, str):
+            raise ConfigError("name", self.name, "a string")
         self._check_normalisation()
         self._check_widths()
         stride = self.total_stride
@@ -133,8 +142,10 @@ class ArchSpec:
                 continue
             try:
                 value = tuple(float(v) for v in value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ConfigError(name, value, "a list of numbers") from None
+            if not all(math.isfinite(v) for v in value):
+                raise ConfigError(name, value, "finite numbers")
             if len(value) != self.in_channels:
                 raise ConfigError(name, value, f"{self.in_channels} values, one per input channel")
             if name == "std" and min(value) <= 0:
@@ -251,14 +262,9 @@ class ArchSpec:
         """Read a spec written by `save` (or by hand)."""
         path = Path(path)
         kind = _format(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-            data = json.loads(text) if kind == "json" else yaml.safe_load(text)
-        except OSError as err:
-            raise ConfigError("path", str(path), f"a readable spec file ({err.strerror})") from None
-        except (json.JSONDecodeError, yaml.YAMLError) as err:
-            raise ConfigError("path", str(path), f"valid {kind.upper()} ({err})") from None
-        return cls.from_dict(data)
+        data = read_json(path, "path") if kind == "json" else read_yaml(path, "path")
+        with in_file(path):  # a field's error says which spec file to fix
+            return cls.from_dict(data)
 
     @classmethod
     def from_reference(cls, cfg: Mapping[str, Any]) -> ArchSpec:

@@ -121,7 +121,7 @@ def parse_number(text: str, field: str) -> float:
     """A float or a fraction such as 8/255 (units are explicit: never rescaled)."""
     try:
         return float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError):  # Fraction reads no nan or inf
         raise ConfigError(field, text, "a number such as 0.5 or 8/255") from None
 
 

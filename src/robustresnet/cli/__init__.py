@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rrn {args.command}: {stop}", file=sys.stderr)
         return stop.exit_code
     except RobustResNetError as err:
-        print(f"rrn {args.command}: error: {err}", file=sys.stderr)
+        # One line even when the message quotes a multi-line cause (torch's, PyYAML's).
+        message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"rrn {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C where no stop is handled: no traceback either
         print(f"rrn {args.command}: interrupted", file=sys.stderr)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 from collections.abc import Callable
@@ -12,19 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 
 from .._io import write_text
 from .._lock import folder_lock
 from .._stop import Interrupt, StopFlag, on_stop_signals, signal_name
-from ..arch import ArchSpec, build_model, load_weights, resolve_spec
+from ..arch import ArchSpec, resolve_spec
+from ..arch.compat import load_model, metadata_spec, read_state_dict
 from ..arch.zoo import PRESETS, apply_overrides, canonical_preset
 from ..attacks.spec import PAPER_EPS, parse_number
 from ..data import ImageDataset, load_dataset
-from ..errors import CheckpointError, ConfigError, Stopped
+from ..errors import CheckpointError, ConfigError, Stopped, in_file
 from ..evaluate import DEFAULT_ATTACKS, evaluate, merge_report_files, to_markdown
 from ..train import distributed as ddp
-from ..train.config import load_config
+from ..train.config import MAX_COUNT, MAX_SEED, MAX_THREADS, load_config
+from ..train.setup import pick_device
 from ._common import add_output_flags, example_epilog, print_json
 
 _RUN_WEIGHTS = ("best", "last", "ema")  # weights/NAME.safetensors of a training run, in this order
@@ -79,6 +79,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=256, help="(default: 256)")
     parser.add_argument("--seed", type=int, default=0, help="random starts (default: 0)")
     parser.add_argument("--device", help="e.g. cuda, cpu (default: cuda when available)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fp32 default)")
     parser.add_argument("--no-channels-last", action="store_true", help="keep NCHW weights")
     parser.add_argument("--no-sanity-checks", action="store_true", help="skip masking checks")
@@ -127,11 +128,9 @@ def _is_preset(name: str) -> bool:
 
 def _metadata_spec(weights: Path) -> ArchSpec:
     """The ArchSpec that `save_weights` stores in a safetensors file's metadata."""
-    if weights.suffix == ".safetensors":
-        with safe_open(str(weights), framework="pt") as f:
-            arch = (f.metadata() or {}).get("arch")
-        if arch:
-            return ArchSpec.from_dict(json.loads(arch))
+    spec = metadata_spec(weights) if weights.suffix == ".safetensors" else None
+    if spec is not None:
+        return spec
     raise ConfigError(
         "--arch", None, f"a preset, spec file or run directory ({weights} has no spec)"
     )
@@ -143,7 +142,8 @@ def _dataset(args: argparse.Namespace, input_size: Callable[[int], int]) -> Imag
     name, root, options = args.data, args.root, {}
     run_config = Path(args.checkpoint) / "config.yaml"
     if name is None and run_config.is_file():
-        data = load_config(run_config).data
+        with in_file(run_config):
+            data = load_config(run_config).data
         name, root, options = data.name, root or data.root, dict(data.options)
     name = name or "cifar10"
     dataset = load_dataset(name, root, split=args.split, quiet=args.quiet, **options)
@@ -155,6 +155,17 @@ def _dataset(args: argparse.Namespace, input_size: Callable[[int], int]) -> Imag
             "--data", f"{name} at {dataset.images.shape[-1]}px", f"{size}px images (model input)"
         )
     return dataset
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """The integer options within the limits of a training config's (no overflow, no NaN)."""
+    for flag, value, low, high in (
+        ("--seed", args.seed, 0, MAX_SEED),
+        ("--batch-size", args.batch_size, 1, MAX_COUNT),
+        ("--threads", args.threads, 1, MAX_THREADS),
+    ):
+        if value is not None and not low <= value <= high:
+            raise ConfigError(flag, value, f"an integer in [{low}, {high}]")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -204,7 +215,8 @@ def _threat_model(args: argparse.Namespace) -> tuple[float, str, str]:
     run_config = Path(args.checkpoint) / "config.yaml"
     eps, norm, origin = PAPER_EPS, "inf", "the paper's 8/255, L-inf"
     if run_config.is_file():
-        eps, norm = load_config(run_config).threat_model()
+        with in_file(run_config):
+            eps, norm = load_config(run_config).threat_model()
         origin = f"{run_config}"
     if args.eps is not None or args.norm is not None:
         origin = "the command line" if args.eps and args.norm else f"the command line and {origin}"
@@ -216,10 +228,11 @@ def _evaluate(args: argparse.Namespace, out: Path | None) -> int:
     """Build and load the model, read the data, evaluate, write and print the report."""
     eps, norm, origin = _threat_model(args)
     shard = _parse_shard(args.shard) if args.shard else None
-    world = ddp.init("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and device.index is None and world.active:
-        device = torch.device("cuda", world.local_rank)
+    _check_numbers(args)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    world = ddp.init(pick_device(args.device or "auto", field="--device").type)
+    device = pick_device(args.device or "auto", world.local_rank, field="--device")
     try:
         return _evaluate_on(args, out, device, eps, norm, origin, shard, world)
     finally:
@@ -229,11 +242,12 @@ def _evaluate(args: argparse.Namespace, out: Path | None) -> int:
 def _evaluate_on(args, out, device, eps, norm, origin, shard, world) -> int:
     """The evaluation itself, on this process's device (its shard under torchrun)."""
     weights = _weights_path(Path(args.checkpoint), args.weights)
+    state = read_state_dict(weights)  # a corrupt file fails before the data is read
     dataset = _dataset(args, lambda classes: _spec(args, weights, classes).input_size)
     stop = len(dataset.labels) if args.n is None else args.offset + args.n
     if not 0 <= args.offset < stop <= len(dataset.labels):
         raise ConfigError("-n/--offset", (args.n, args.offset), f"a range in 0..{len(dataset)}")
-    model = load_weights(build_model(_spec(args, weights, len(dataset.classes))), weights)
+    model = load_model(_spec(args, weights, len(dataset.classes)), state, str(weights))
     model = model.to(device).eval()
     if not args.no_channels_last:
         model = model.to(memory_format=torch.channels_last)

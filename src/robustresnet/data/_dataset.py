@@ -82,7 +82,10 @@ def require_array(
         raise DataError(f"{where}: {what} is missing")
     if not isinstance(value, np.ndarray | list):
         raise DataError(f"{where}: {what} must be an array, got {type(value).__name__}")
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as err:  # a ragged list of lists
+        raise DataError(f"{where}: {what} is not a regular array ({err})") from None
     if dtype is not None and array.dtype != dtype:
         raise DataError(f"{where}: {what} must have dtype {np.dtype(dtype)}, got {array.dtype}")
     if dtype is None and not np.issubdtype(array.dtype, np.integer):

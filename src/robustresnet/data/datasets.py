@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import ConfigError, DataError
 from ._cifar import CIFAR10, CIFAR100, find_cifar, read_cifar
 from ._dataset import ImageDataset, holdout
-from ._digits import read_digits
+from ._digits import check_size, read_digits
 from ._svhn import SVHN_FILES, find_svhn, read_svhn
 from ._tiny import TINY_FOLDER, find_tiny, read_tiny
 from .extra import load_extra
@@ -57,15 +57,10 @@ def load_dataset(
     Options: `labels="coarse"` (cifar100), `size=32` (digits), `url`/`md5` with `download=True`
     (a cifar10/100 mirror), `quiet=True` (no progress bar) for all.
     """
-    key = name.lower().replace("_", "-")
-    if key not in SPLITS:
-        raise ConfigError("dataset", name, f"one of {', '.join(DATASETS)}")
+    quiet = bool(opts.pop("quiet", False))
+    key = check_options(name, opts)
     if split not in SPLITS[key]:
         raise ConfigError("split", split, f"one of {', '.join(SPLITS[key])} for {key}")
-    quiet = bool(opts.pop("quiet", False))
-    unknown = sorted(set(opts) - _OPTIONS[key])
-    if unknown:
-        raise ConfigError("options", unknown, f"options of {key}: {sorted(_OPTIONS[key])}")
     if download and not key.startswith("cifar"):
         raise ConfigError("download", True, "only cifar10 and cifar100 can be downloaded")
     if key == "digits":
@@ -83,6 +78,22 @@ def load_dataset(
         download_cifar(key, base, url=opts.get("url"), md5=opts.get("md5"), quiet=quiet)
     source = _found(find_cifar(layout, base), key, base)
     return read_cifar(layout, source, key, split, opts.get("labels", "fine"))
+
+
+def check_options(name: str, options: dict[str, Any], *, field: str | None = None) -> str:
+    """The dataset key of `name`, after checking that its reader knows every option and that
+    sizes are within limits; errors name `field`.name / `field`.options (a config section)."""
+    where = f"{field}." if field else ""
+    key = str(name).lower().replace("_", "-")
+    if key not in SPLITS:
+        name_field = f"{field}.name" if field else "dataset"
+        raise ConfigError(name_field, name, f"one of {', '.join(DATASETS)}")
+    unknown = sorted(str(option) for option in set(options) - _OPTIONS[key])
+    if unknown:
+        raise ConfigError(f"{where}options", unknown, f"options of {key}: {sorted(_OPTIONS[key])}")
+    if key == "digits" and "size" in options:
+        check_size(options["size"], f"{where}options.size")
+    return key
 
 
 def _found(path: Path | None, name: str, root: Path, expected: str | None = None) -> Path:

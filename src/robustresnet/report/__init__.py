@@ -85,5 +85,10 @@ def _markdown(
     parts += [f"![{key}]({path.name})\n" for key, path in files.items() if path.suffix == ".png"]
     if unfinished:
         parts.append("\n## Runs without a final report\n")
-        parts += [f"- {row['name']}: {row['status']}\n" for row in unfinished]
+        parts += [f"- {row['name']}: {_status_text(row)}\n" for row in unfinished]
     return "\n".join(parts)
+
+
+def _status_text(row: dict[str, Any]) -> str:
+    """incomplete, failed, or broken with the reason its files could not be read."""
+    return f"{row['status']} ({row['error']})" if "error" in row else row["status"]

@@ -1,17 +1,19 @@
-"""Reading run directories (config.yaml, arch.yaml, report.json) into one flat row per run."""
+"""Reading run directories (config.yaml, arch.yaml, report.json) into one flat row per run.
+
+A run whose files cannot be read becomes a row of status "broken" with the reason, so one
+damaged run never costs the report of the others."""
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from .._files import read_json, read_yaml
 from ..arch import ArchSpec
 from ..arch.profile import profile
-from ..errors import ConfigError
-from ..train.final import read_reports
+from ..errors import ConfigError, RobustResNetError
+from ..train.final import REPORT_JSON, read_reports
 
 ATTACKS = ("clean", "pgd20", "cw40", "aa")
 PLAN_FILE = "sweep-plan.json"  # written by `rrn sweep` beside its run directories
@@ -33,7 +35,11 @@ def gather(root: str | Path) -> list[dict[str, Any]]:
     plans = _read_plans(root)
     rows = []
     for run_dir in find_run_dirs(root):
-        row = read_run(run_dir, plans.get(run_dir.resolve()))
+        try:
+            row = read_run(run_dir, plans.get(run_dir.resolve()))
+        except RobustResNetError as err:  # listed with the reason; the other runs are reported
+            row = {"name": run_dir.name, "model": run_dir.name, "status": "broken"}
+            row["error"] = " ".join(str(err).split())
         row["run_dir"] = run_dir.relative_to(root).as_posix()  # the CSV stays valid if moved
         rows.append(row)
     if not rows:
@@ -42,18 +48,20 @@ def gather(root: str | Path) -> list[dict[str, Any]]:
 
 
 def read_run(run_dir: Path, planned: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The row of one run directory; `planned` is its entry in a sweep plan, when there is one."""
+    """The row of one run directory; `planned` is its entry in a sweep plan, when there is one.
+    A file that cannot be read, or holds something else than it should, raises ConfigError."""
     row: dict[str, Any] = {"name": run_dir.name, "model": run_dir.name, "status": _status(run_dir)}
-    config = _read_yaml(run_dir / "config.yaml")
+    config_path = run_dir / "config.yaml"
+    config = read_yaml(config_path, "config.yaml") if config_path.is_file() else None
     if config:
-        row.update(_config_fields(config))
+        row.update(_config_fields(config, config_path))
     if planned:
         row["model"] = planned["group"]
         row.update(_axis_fields(planned["values"]))
     if (run_dir / "arch.yaml").is_file():
         row.update(arch_fields(ArchSpec.load(run_dir / "arch.yaml")))
     if row["status"] == "finished":
-        row.update(read_metrics(read_reports(run_dir)))
+        row.update(read_metrics(read_reports(run_dir), source=run_dir / REPORT_JSON))
         row.update(_trial_times(run_dir / TRIAL_FILE))
     row["run_dir"] = str(run_dir)
     return row
@@ -82,26 +90,52 @@ def arch_fields(spec: ArchSpec) -> dict[str, Any]:
     return fields
 
 
-def read_metrics(reports: list[dict[str, Any]]) -> dict[str, Any]:
+def read_metrics(reports: list[Any], source: str | Path = REPORT_JSON) -> dict[str, Any]:
     """Accuracy (percent) under each attack of the paper's table, from a run's final reports
     (the second one, when present, is AutoAttack on a subset), with what each figure is: the
-    attack as run (`{attack}_attacks`, e.g. aa:attacks=apgd-ce+apgd-t) and its sample count."""
-    metrics: dict[str, Any] = {"test_samples": reports[0].get("samples", {}).get("n")}
+    attack as run (`{attack}_attacks`, e.g. aa:attacks=apgd-ce+apgd-t) and its sample count.
+    Reports that are not evaluation reports raise ConfigError naming `source`."""
+    _check_reports(reports, source)
+    metrics: dict[str, Any] = {"test_samples": _samples(reports[0])}
     for report in reports:
-        for key, value in report.get("accuracy", {}).items():
+        for key, value in report["accuracy"].items():
             name = "aa" if key.startswith("aa:") else key
             if name in ATTACKS and name not in metrics:
                 metrics[name] = 100.0 * float(value)
                 metrics[f"{name}_attacks"] = key
-                metrics[f"{name}_samples"] = report.get("samples", {}).get("n")
+                metrics[f"{name}_samples"] = _samples(report)
     return metrics
+
+
+def _check_reports(reports: list[Any], source: str | Path) -> None:
+    expected = "evaluation reports: mappings whose accuracy maps attacks to numbers in [0, 1]"
+    if not reports:
+        raise ConfigError(str(source), reports, expected)
+    for report in reports:
+        accuracy = report.get("accuracy") if isinstance(report, dict) else None
+        if not isinstance(accuracy, dict) or not all(
+            _is_fraction(value) for value in accuracy.values()
+        ):
+            raise ConfigError(str(source), report, expected)
+
+
+def _is_fraction(value: Any) -> bool:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and math.isfinite(value) and 0 <= value <= 1
+
+
+def _samples(report: dict[str, Any]) -> Any:
+    samples = report.get("samples")
+    return samples.get("n") if isinstance(samples, dict) else None
 
 
 def _trial_times(path: Path) -> dict[str, Any]:
     """Wall and CPU seconds of the training, as `rrn sweep` recorded them."""
     if not path.is_file():
         return {}
-    record = json.loads(path.read_text(encoding="utf-8"))
+    record = read_json(path, TRIAL_FILE)
+    if not isinstance(record, dict):
+        raise ConfigError(str(path), record, "a mapping with seconds and cpu_seconds")
     return {"train_seconds": record.get("seconds"), "train_cpu_seconds": record.get("cpu_seconds")}
 
 
@@ -111,14 +145,22 @@ def _status(run_dir: Path) -> str:
     return "failed" if (run_dir / FAILED_FILE).is_file() else "incomplete"
 
 
-def _config_fields(config: dict[str, Any]) -> dict[str, Any]:
+def _config_fields(config: Any, path: Path) -> dict[str, Any]:
     """The training settings a study compares: dataset, method, seed, epochs."""
-    return {
-        "dataset": config.get("data", {}).get("name"),
-        "method": config.get("objective", {}).get("name"),
-        "seed": config.get("run", {}).get("seed"),
-        "epochs": config.get("schedule", {}).get("epochs"),
-    }
+    if not isinstance(config, dict):
+        raise ConfigError(str(path), config, "a mapping of config sections")
+    fields = {}
+    for column, section, key in (
+        ("dataset", "data", "name"),
+        ("method", "objective", "name"),
+        ("seed", "run", "seed"),
+        ("epochs", "schedule", "epochs"),
+    ):
+        values = config.get(section, {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: {section}", values, "a mapping")
+        fields[column] = values.get(key)
+    return fields
 
 
 def _axis_fields(values: dict[str, Any]) -> dict[str, Any]:
@@ -132,20 +174,27 @@ def _axis_fields(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_plans(root: Path) -> dict[Path, dict[str, Any]]:
-    """Run directory -> its trial entry, from every sweep plan under `root`."""
+    """Run directory -> its trial entry, from every sweep plan under `root`; a damaged plan is
+    a ConfigError naming it (it groups many runs: fix or remove it, then report again)."""
     entries = {}
     for plan_path in root.rglob(PLAN_FILE):
-        plan = json.loads(plan_path.read_text())
-        for trial in plan.get("trials", []):
+        plan = read_json(plan_path, PLAN_FILE)
+        trials = plan.get("trials", []) if isinstance(plan, dict) else None
+        if not isinstance(trials, list) or not all(_is_trial(t) for t in trials):
+            expected = "the list of trials `rrn sweep` writes (fix or remove the file)"
+            raise ConfigError(PLAN_FILE, str(plan_path), expected)
+        for trial in trials:
             entries[(plan_path.parent / trial["name"]).resolve()] = trial
     return entries
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return data if isinstance(data, dict) else {}
+def _is_trial(trial: Any) -> bool:
+    return (
+        isinstance(trial, dict)
+        and isinstance(trial.get("name"), str)
+        and isinstance(trial.get("group"), str)
+        and isinstance(trial.get("values"), dict)
+    )
 
 
 def _single(values: Any) -> Any:

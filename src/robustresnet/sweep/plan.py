@@ -14,7 +14,6 @@ from ..arch.scaling import robust_scaling
 from ..errors import ConfigError
 from ..train.config import ExperimentConfig, load_config
 from ..train.objectives import Objective, objective_class
-from ..train.setup import resolve_model_spec
 from .expand import Trial, expand
 from .spec import SweepSpec, format_override
 
@@ -41,7 +40,7 @@ class Plan:
 def plan_sweep(sweep: SweepSpec, out_dir: str | Path) -> Plan:
     """Expand, size and filter a sweep; every trial's config is validated here, before running."""
     base_config = load_config(sweep.base, sweep.overrides)
-    base = resolve_model_spec(base_config.model)
+    base = base_config.model.arch_spec()
     kept, excluded = [], []
     for trial in expand(sweep):
         try:
@@ -77,6 +76,8 @@ def trial_spec(base: ArchSpec, values: dict[str, Any]) -> ArchSpec:
         )
         depths, widening = list(scaled.depths), [int(w) for w in scaled.widening]
     for axis, per_stage in (("depths", depths), ("widening", widening)):
+        if per_stage is not None and not isinstance(per_stage, list | tuple):
+            raise ConfigError(axis, per_stage, f"a list of {len(base.stages)} values")
         if per_stage is not None and len(per_stage) != len(base.stages):
             raise ConfigError(axis, per_stage, f"{len(base.stages)} values, one per stage")
     stages = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from .._files import read_yaml
 from .._units import parse_count
 from ..errors import ConfigError
 
@@ -49,9 +51,7 @@ class SweepSpec:
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and validate a sweep YAML file; relative paths in it are relative to the file."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError("sweep", str(path), "an existing sweep YAML file")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_yaml(path, "sweep") or {}
     if not isinstance(raw, dict):
         raise ConfigError("sweep", type(raw).__name__, f"a mapping at the top of {path}")
     return parse_sweep(raw, root=path.parent, default_name=path.stem)
@@ -63,13 +63,17 @@ def parse_sweep(raw: dict[str, Any], *, root: Path, default_name: str = "sweep")
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(unknown[0], raw[unknown[0]], f"one of the sweep keys {sorted(known)}")
-    if "base" not in raw:
-        raise ConfigError("base", None, "the path of the base training config")
+    for key in ("base", "output"):
+        if not isinstance(raw.get(key, ""), str) or (key == "base" and not raw.get(key)):
+            raise ConfigError(key, raw.get(key), "a path (relative to the sweep file)")
     resources = raw.get("resources") or {}
     _check_keys("resources", resources, {"num_cpus", "num_gpus", "threads"})
     filters = raw.get("filters") or {}
     _check_keys("filters", filters, {"macs", "params"})
-    zipped = tuple(_parse_axes(f"zip[{i}]", group) for i, group in enumerate(raw.get("zip") or []))
+    groups = raw.get("zip") or []
+    if not isinstance(groups, list):
+        raise ConfigError("zip", groups, "a list of mappings of axis name -> list of values")
+    zipped = tuple(_parse_axes(f"zip[{i}]", group) for i, group in enumerate(groups))
     for i, group in enumerate(zipped):
         lengths = {len(values) for values in group.values()}
         if len(lengths) > 1:
@@ -82,9 +86,9 @@ def parse_sweep(raw: dict[str, Any], *, root: Path, default_name: str = "sweep")
         zipped=zipped,
         macs_window=_window("filters.macs", filters.get("macs")),
         params_window=_window("filters.params", filters.get("params")),
-        num_cpus=float(resources.get("num_cpus", 1)),
-        num_gpus=float(resources.get("num_gpus", 0)),
-        threads=resources.get("threads"),
+        num_cpus=_amount("resources.num_cpus", resources.get("num_cpus", 1)),
+        num_gpus=_amount("resources.num_gpus", resources.get("num_gpus", 0)),
+        threads=_threads(resources.get("threads")),
         output=(root / str(raw["output"])).resolve() if raw.get("output") else None,
     )
     _check_axis_names(spec)
@@ -97,6 +101,20 @@ def _check_keys(where: str, mapping: Any, allowed: set[str]) -> None:
     for key in mapping:
         if key not in allowed:
             raise ConfigError(f"{where}.{key}", mapping[key], f"one of {sorted(allowed)}")
+
+
+def _amount(where: str, value: Any) -> float:
+    """A finite number of CPUs or GPUs >= 0 (fractions share one, as in Ray)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value < 0:
+        raise ConfigError(where, value, "a number >= 0")
+    return float(value)
+
+
+def _threads(value: Any) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError("resources.threads", value, "an integer >= 1")
+    return value
 
 
 def _slug(text: str, where: str) -> str:

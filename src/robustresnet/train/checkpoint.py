@@ -11,8 +11,7 @@ RUN_DIR/
 
 from __future__ import annotations
 
-import errno
-import json
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -22,8 +21,17 @@ from typing import Any
 import torch
 import yaml
 
-from .._io import atomic_write, write_json, write_text
-from ..errors import CheckpointError, ConfigError
+from .._files import read_json
+from .._io import atomic_write, remove_stale_temp_files, write_json, write_text
+from ..arch.compat import load_torch_file
+from ..errors import (
+    DISK_FULL,
+    CheckpointError,
+    ConfigError,
+    WriteError,
+    describe_os_error,
+    in_file,
+)
 from .config import ExperimentConfig, config_diff, read_yaml
 
 CONFIG = "config.yaml"
@@ -31,6 +39,13 @@ ARCH = "arch.yaml"
 POINTER = "checkpoint.json"
 STATE_DIR = "state"
 WEIGHTS_DIR = "weights"
+_STATE_NAME = re.compile(rf"{STATE_DIR}/step-\d+\.pt")  # what checkpoint.json may point to
+# The entries of a state file and their types (`ema` may also be None).
+_STATE_ENTRIES = {
+    "step": int, "epoch": int, "mid_epoch": bool, "model": dict, "optimizer": dict,
+    "scaler": dict, "history": list, "best": dict, "sums": dict, "ranks": list,
+}  # fmt: skip
+_CANNOT_RESUME = "this run cannot be resumed from it: start a new run with --out"
 
 
 def git_sha() -> str | None:
@@ -55,7 +70,11 @@ def git_sha() -> str | None:
 
 
 def prepare_run_dir(run_dir: Path, config: ExperimentConfig, *, resume: bool) -> None:
-    """Check `run_dir` fits a new run (or the same config when resuming) and write config.yaml."""
+    """Check `run_dir` fits a new run (or the same config when resuming) and write config.yaml.
+
+    Temp files that a killed run left behind (mid-write) are removed; the run owns its folder."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is a file, not a run directory: choose another --out")
     saved = run_dir / CONFIG
     if resume:
         if not saved.is_file():
@@ -63,12 +82,14 @@ def prepare_run_dir(run_dir: Path, config: ExperimentConfig, *, resume: bool) ->
                 f"{run_dir}: no {CONFIG} here, so nothing to resume; start a new run with --out"
             )
         check_same_config(run_dir, config)
+        remove_stale_temp_files(run_dir)
         return
     if (run_dir / POINTER).exists() or saved.exists():
         raise CheckpointError(
             f"{run_dir} already holds a run: continue it with `rrn train --resume {run_dir}` "
             "or choose another --out directory"
         )
+    remove_stale_temp_files(run_dir)
     from .. import __version__  # here, not at the top: the package imports this module
 
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -79,7 +100,8 @@ def prepare_run_dir(run_dir: Path, config: ExperimentConfig, *, resume: bool) ->
 
 def check_same_config(run_dir: Path, config: ExperimentConfig) -> None:
     """Refuse to resume `run_dir` with a config other than the one it was started with."""
-    before = ExperimentConfig.from_dict(read_yaml(run_dir / CONFIG)).to_dict()
+    with in_file(run_dir / CONFIG):
+        before = ExperimentConfig.from_dict(read_yaml(run_dir / CONFIG)).to_dict()
     changed = config_diff(before, config.to_dict())
     if changed:
         raise ConfigError(
@@ -120,7 +142,7 @@ def save_checkpoint(
     A kill at any instant leaves checkpoint.json naming a complete state file."""
     name = f"{STATE_DIR}/step-{state['step']:09d}.pt"
     path = run_dir / name
-    _guard(run_dir, path, lambda: atomic_write(path, lambda tmp: torch.save(state, tmp)))
+    _guard(run_dir, path, lambda: atomic_write(path, lambda tmp: _save_state(state, tmp)))
     for label, write in exports.items():
         target = run_dir / WEIGHTS_DIR / f"{label}.safetensors"
         _guard(run_dir, target, lambda target=target, write=write: write(target))
@@ -132,16 +154,54 @@ def save_checkpoint(
     return path
 
 
+def _save_state(state: dict[str, Any], path: Path) -> None:
+    """torch.save through a Python file object: a full disk is then an OSError with its errno
+    (saving to a path, torch reports a bare RuntimeError that never says "disk")."""
+    with open(path, "wb") as f:
+        torch.save(state, f)
+
+
 def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
-    """The state named by checkpoint.json (None when the run has none yet)."""
+    """The state named by checkpoint.json (None when the run has none yet), checked to be a
+    state file of this package: a damaged one is a CheckpointError naming the file."""
     pointer_path = run_dir / POINTER
     if not pointer_path.is_file():
         return None
     try:
-        pointer = json.loads(pointer_path.read_text(encoding="utf-8"))
-        return torch.load(run_dir / pointer["state"], map_location="cpu", weights_only=True)
-    except (OSError, KeyError, RuntimeError, ValueError) as err:
-        raise CheckpointError(f"{pointer_path}: cannot read its checkpoint: {err}") from err
+        pointer = read_json(pointer_path, POINTER)
+    except ConfigError as err:
+        raise CheckpointError(f"{err}; {_CANNOT_RESUME}") from None
+    name = pointer.get("state") if isinstance(pointer, dict) else None
+    if not isinstance(name, str) or not _STATE_NAME.fullmatch(name):
+        raise CheckpointError(
+            f"{pointer_path}: names no state file (got {name!r}, expected "
+            f"{STATE_DIR}/step-N.pt); {_CANNOT_RESUME}"
+        )
+    path = run_dir / name
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing, though {POINTER} names it; {_CANNOT_RESUME}")
+    try:
+        state = load_torch_file(path)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}; {_CANNOT_RESUME}") from None
+    _check_state(state, path)
+    return state
+
+
+def _check_state(state: Any, path: Path) -> None:
+    """CheckpointError unless `state` has every entry `_checkpoint` writes, of the right type."""
+    if not isinstance(state, dict):
+        kind = type(state).__name__
+        raise CheckpointError(f"{path}: not a training state (a {kind}); {_CANNOT_RESUME}")
+    for key, kind in _STATE_ENTRIES.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise CheckpointError(
+                f"{path}: not a training state of this package ({key!r} is missing or not of "
+                f"type {kind.__name__}); {_CANNOT_RESUME}"
+            )
+    if not all(isinstance(rank, dict) for rank in state["ranks"]):
+        raise CheckpointError(f"{path}: its per-rank states are not mappings; {_CANNOT_RESUME}")
 
 
 def write_file(run_dir: Path, path: Path, write: Callable[[], Any]) -> None:
@@ -150,12 +210,16 @@ def write_file(run_dir: Path, path: Path, write: Callable[[], Any]) -> None:
 
 
 def _guard(run_dir: Path, path: Path, write: Callable[[], Any]) -> None:
+    """Run `write`; an OSError becomes a CheckpointError saying what happened (a full disk or
+    quota by name) and that the last complete checkpoint is kept."""
     try:
         write()
     except OSError as err:
-        cause = "the disk is full" if err.errno == errno.ENOSPC else str(err)
+        problem = (
+            err if isinstance(err, WriteError) else f"cannot write {path}: {describe_os_error(err)}"
+        )
+        what = "free space" if err.errno in DISK_FULL else "fix the folder"
         raise CheckpointError(
-            f"cannot write {path}: {cause}. The last complete checkpoint named by {POINTER} is "
-            f"intact: free space (or fix the folder), then continue with "
-            f"`rrn train --resume {run_dir}`"
+            f"{problem}. The last complete checkpoint named by {POINTER} is kept: {what}, then "
+            f"continue with `rrn train --resume {run_dir}`"
         ) from err

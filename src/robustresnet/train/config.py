@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -10,14 +11,29 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
+from .._files import read_yaml as _read_yaml
+from .._files import yaml_problem
+from ..arch import ArchSpec
+from ..arch.zoo import apply_overrides, resolve_spec
 from ..attacks.autoattack import parse_attacks
 from ..attacks.spec import parse_attack
+from ..data.datasets import check_options
 from ..errors import ConfigError
 from .objectives import TRADES, Objective, check_settings, objective_class
 
 NO_DECAY = ("none", "norm_and_bias", "bn_in_name")
+# Sane limits, checked when the config is read, before anything is allocated. Counts (images,
+# batches, steps, epochs) stay below 2^31: torch's sizes overflow beyond, and no dataset is that
+# large. Seeds are 32-bit, as every generator takes them.
+MAX_COUNT = 2**31 - 1
+MAX_SEED = 2**32 - 1
+MAX_THREADS = 4096
+# The loader holds an epoch's image indices (8 bytes each): 2^26 of them are 512 MiB.
+MAX_EPOCH_IMAGES = 2**26
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 
 # Each field is given in explicit units: eps and step sizes are fractions of the [0, 1] pixel range
 # (write "8/255"), epochs are counts, rotation is in degrees.
@@ -47,6 +63,50 @@ class ModelConfig:
         for key in ("bn_momentum", "bn_momentum_first_step"):
             if getattr(self, key) is not None:
                 _check_range(f"model.{key}", getattr(self, key), 0.0, 1.0)
+        # A bad network fails here, before any data is read. A spec file named by a path that
+        # does not exist yet is checked when the run starts: a sweep writes its trials' specs
+        # after planning them.
+        name = Path(self.name) if self.name is not None else None
+        if name is None or name.exists() or name.suffix.lower() not in SPEC_SUFFIXES:
+            self.arch_spec()
+
+    def arch_spec(self, num_classes: int | None = None) -> ArchSpec:
+        """The network this section describes, overrides applied; a preset named without
+        `model.num_classes` takes `num_classes` (the dataset's) when given. Errors name the
+        model field they come from."""
+        try:
+            spec = self._base_spec(num_classes)
+        except ConfigError as err:
+            raise ConfigError(self._source_field(err.field), err.value, err.expected) from None
+        try:
+            return apply_overrides(
+                spec,
+                num_classes=self.num_classes,
+                activation=self.activation,
+                mean=self.mean,
+                std=self.std,
+            )
+        except ConfigError as err:
+            raise ConfigError(f"model.{err.field}", err.value, err.expected) from None
+
+    def _base_spec(self, num_classes: int | None) -> ArchSpec:
+        if self.name is not None:
+            spec = resolve_spec(self.name)
+            preset = not Path(self.name).exists()
+            if num_classes is not None and self.num_classes is None and preset:
+                spec = spec.replace(num_classes=num_classes)  # a preset takes the dataset's classes
+            return spec
+        if self.spec is not None:
+            return ArchSpec.from_dict(self.spec)
+        return ArchSpec.from_reference(self.reference)
+
+    def _source_field(self, field: str) -> str:
+        """An ArchSpec error's field as the user wrote it under `model`."""
+        if self.name is not None:  # a preset or file name itself, else a field in that file
+            return "model.name" if field in ("arch", "path") else field
+        if self.spec is not None:
+            return f"model.{field}" if field.startswith("spec") else f"model.spec.{field}"
+        return field  # from_reference names its fields model.* already
 
 
 @dataclass(frozen=True)
@@ -67,11 +127,12 @@ class DataConfig:
     rotation_mode: str = "nearest"  # interpolation: nearest (torchvision's default) or bilinear
 
     def __post_init__(self) -> None:
-        _check_range("data.val_size", self.val_size, 0, None)
+        check_options(self.name, self.options, field="data")
+        _check_range("data.val_size", self.val_size, 0, MAX_COUNT)
         _check_range("data.extra_fraction", self.extra_fraction, 0.0, 1.0)
         if self.epoch_images is not None:
-            _check_range("data.epoch_images", self.epoch_images, 1, None)
-        _check_range("data.crop_padding", self.crop_padding, 0, None)
+            _check_range("data.epoch_images", self.epoch_images, 1, MAX_EPOCH_IMAGES)
+        _check_range("data.crop_padding", self.crop_padding, 0, MAX_COUNT)
         _check_range("data.rotation", self.rotation, 0.0, 180.0)
         _check_choice("data.rotation_mode", self.rotation_mode, ("nearest", "bilinear"))
         if self.extra_fraction > 0 and self.extra is None:
@@ -117,7 +178,7 @@ class ScheduleConfig:
     def __post_init__(self) -> None:
         _check_choice("schedule.kind", self.kind, ("step", "cosine", "onecycle"))
         _check_choice("schedule.interval", self.interval, ("step", "epoch"))
-        _check_range("schedule.epochs", self.epochs, 1, None)
+        _check_range("schedule.epochs", self.epochs, 1, MAX_COUNT)
         _check_range("schedule.warmup_epochs", self.warmup_epochs, 0.0, float(self.epochs))
         for m in self.milestones:
             _check_range("schedule.milestones", m, 0.0, 1.0)
@@ -161,13 +222,17 @@ class EvalConfig:
             _check_choice("eval.norm", self.norm, ("inf", "2"))
         if self.eps is not None:
             _check_eps("eval.eps", self.eps, self.norm or "inf")
-        _check_range("eval.every", self.every, 1, None)
+        _check_range("eval.every", self.every, 1, MAX_COUNT)
+        _check_range("eval.from_epoch", self.from_epoch, 0, MAX_COUNT)
         _check_choice("eval.ties", self.ties, ("earliest", "latest"))
-        _check_range("eval.val_steps", self.val_steps, 0, None)
+        _check_range("eval.val_steps", self.val_steps, 0, MAX_COUNT)
         _check_choice("eval.val_loss", self.val_loss, ("ce", "cw"))
         if self.val_step_size is not None:
             _check_eps("eval.val_step_size", self.val_step_size, self.norm or "inf")
-        _check_range("eval.batch_size", self.batch_size, 1, None)
+        _check_range("eval.batch_size", self.batch_size, 1, MAX_COUNT)
+        for key in ("final_samples", "autoattack_samples"):  # None: the whole test split
+            if getattr(self, key) is not None:
+                _check_range(f"eval.{key}", getattr(self, key), 1, MAX_COUNT)
 
 
 @dataclass(frozen=True)
@@ -187,9 +252,13 @@ class RunConfig:
     dist_timeout_minutes: float = 24 * 60.0  # how long a collective waits (the final AutoAttack)
 
     def __post_init__(self) -> None:
-        _check_range("run.batch_size", self.batch_size, 1, None)
+        _check_range("run.seed", self.seed, 0, MAX_SEED)
+        _check_range("run.batch_size", self.batch_size, 1, MAX_COUNT)
         _check_choice("run.precision", self.precision, ("fp32", "bf16", "fp16"))
-        _check_range("run.checkpoint_every", self.checkpoint_every, 0, None)
+        check_device_name(self.device, "run.device")
+        _check_range("run.checkpoint_every", self.checkpoint_every, 0, MAX_COUNT)
+        if self.threads is not None:
+            _check_range("run.threads", self.threads, 1, MAX_THREADS)
         _check_range("run.dist_timeout_minutes", self.dist_timeout_minutes, 1.0, None)
 
 
@@ -255,26 +324,32 @@ def load_config(
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError("override", item, "KEY=VALUE with a dotted key, e.g. optim.lr=0.2")
-        _set_dotted(data, key.strip(), yaml.safe_load(text) if text.strip() else None)
+        _set_dotted(data, key.strip(), _override_value(key.strip(), text))
     if "model" not in data:
         raise ConfigError("model", None, "a model section (model.name / spec / reference)")
     return ExperimentConfig.from_dict(data)
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from `path`, or ConfigError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("config", str(path), "an existing YAML file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError("config", str(path), f"valid YAML ({err})") from err
+def read_yaml(path: str | Path, field: str = "config") -> dict[str, Any]:
+    """A YAML mapping from `path` ({} when empty), or ConfigError(field, path, ...) saying why
+    not: missing, unreadable, not UTF-8, not YAML (with the line), not a mapping."""
+    data = _read_yaml(path, field)
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError("config", str(path), "a YAML mapping of sections")
+        raise ConfigError(field, str(path), "a YAML mapping of sections")
     return data
+
+
+def check_device_name(name: str, field: str) -> None:
+    """`auto` or a device torch knows by name (cpu, cuda, cuda:1, mps); whether this machine
+    has it is checked when the run starts."""
+    if name == "auto":
+        return
+    try:
+        torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(field, name, "auto, cpu, cuda, cuda:N or another torch device") from None
 
 
 def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
@@ -289,6 +364,18 @@ def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[
         elif va != vb:
             out.append(name)
     return out
+
+
+def _override_value(key: str, text: str) -> Any:
+    """The YAML value of `key=text` (None when empty)."""
+    if not text.strip():
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(key, text[:80], f"a YAML value ({yaml_problem(err)})") from None
+    except RecursionError:
+        raise ConfigError(key, text[:80], "a YAML value nested less deeply") from None
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
@@ -385,19 +472,23 @@ def _scalar(tp: Any, value: Any, key: str) -> Any:
 
 def _number(value: Any, key: str) -> float:
     """A float from a number or a fraction string such as "8/255"."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
             return float(Fraction(value.replace(" ", "")))
-        except (ValueError, ZeroDivisionError):
-            pass
+    except (ValueError, ZeroDivisionError, OverflowError):
+        pass
     raise ConfigError(key, value, 'a number or a fraction such as "8/255"')
 
 
 def _check_range(key: str, value: float, low: float | None, high: float | None) -> None:
+    """`value` is finite and within [low, high] (None: unbounded); NaN is refused, as it would
+    pass any comparison."""
+    bounds = f"[{low}, {'inf' if high is None else high}]"
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(key, value, f"a finite value in {bounds}")
     if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"[{low}, {'inf' if high is None else high}]"
         raise ConfigError(key, value, f"a value in {bounds}")
 
 
@@ -408,7 +499,7 @@ def _check_choice(key: str, value: Any, choices: tuple) -> None:
 
 def _check_eps(key: str, value: float, norm: str) -> None:
     """L-inf radii are fractions of the [0, 1] range: 8 is refused, never divided by 255."""
-    if value < 0 or (norm == "inf" and value > 1):
+    if not math.isfinite(value) or value < 0 or (norm == "inf" and value > 1):
         raise ConfigError(key, value, 'a fraction of the [0, 1] pixel range, e.g. "8/255"')
 
 

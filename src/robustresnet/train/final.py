@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
+from .._files import read_json
 from .._io import write_json, write_text
 from ..arch.compat import load_weights
 from ..attacks.autoattack import STANDARD, parse_attacks
@@ -96,9 +96,10 @@ def final_report(t: Any, *, quiet: bool = False) -> list[dict[str, Any]]:
     return reports
 
 
-def read_reports(run_dir: Path) -> list[dict[str, Any]]:
-    """The final reports of a finished run (a list, even when there is one)."""
-    data = json.loads((run_dir / REPORT_JSON).read_text(encoding="utf-8"))
+def read_reports(run_dir: Path) -> list[Any]:
+    """The final reports of a finished run (a list, even when there is one); an unreadable file
+    is a ConfigError naming it."""
+    data = read_json(run_dir / REPORT_JSON, REPORT_JSON)
     return data if isinstance(data, list) else [data]
 
 

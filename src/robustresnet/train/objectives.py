@@ -118,13 +118,15 @@ class Adversarial(Objective):
     def __post_init__(self) -> None:
         super().__post_init__()
         limit = 1.0 if self.norm == "inf" else math.inf
-        _check(0 <= self.eps <= limit, "eps", self.eps, 'a radius in [0, 1] image units, "8/255"')
-        _check(self.step_size >= 0, "step_size", self.step_size, "a number >= 0")
-        _check(isinstance(self.steps, int) and self.steps >= 0, "steps", self.steps, "int >= 0")
+        radius = 'a radius in [0, 1] image units, "8/255"'
+        _check(math.isfinite(self.eps) and 0 <= self.eps <= limit, "eps", self.eps, radius)
+        _check_non_negative("step_size", self.step_size)
+        _check(isinstance(self.steps, int) and 0 <= self.steps < 2**31, "steps", self.steps,
+               "an int in [0, 2^31)")  # fmt: skip
         _check(self.norm in ("inf", "2"), "norm", self.norm, "'inf' or '2'")
         starts = ("uniform", "normal", "none")
         _check(self.start in starts, "start", self.start, f"one of {list(starts)}")
-        _check(self.start_std >= 0, "start_std", self.start_std, "a number >= 0")
+        _check_non_negative("start_std", self.start_std)
         _check(self.attack_bn in ("eval", "train"), "attack_bn", self.attack_bn, "eval or train")
 
     def attack(
@@ -194,7 +196,7 @@ class _KLRegularised(Adversarial):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(self.beta >= 0, "beta", self.beta, "a number >= 0")
+        _check_non_negative("beta", self.beta)
 
     def clean_logits(self, model: nn.Module, x: Tensor) -> Tensor:
         """Train-mode clean logits; BatchNorm running statistics left alone if adversarial-only."""
@@ -300,6 +302,11 @@ def _metrics(y: Tensor, logits_clean: Tensor, logits_adv: Tensor, **losses: Tens
     metrics["acc_clean"] = (logits_clean.argmax(1) == y).float().mean().detach()
     metrics["acc_adv"] = (logits_adv.argmax(1) == y).float().mean().detach()
     return metrics
+
+
+def _check_non_negative(field: str, value: float) -> None:
+    """A finite number >= 0: infinity would pass a plain `>= 0` test and poison the attack."""
+    _check(math.isfinite(value) and value >= 0, field, value, "a finite number >= 0")
 
 
 def _check(ok: bool, field: str, value: object, expected: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,11 +10,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._units import format_count
 from ..arch import ArchSpec, build_model
-from ..arch.zoo import apply_overrides, resolve_spec
+from ..arch.profile import profile
 from ..data import DeviceLoader, holdout, load_dataset, load_extra
 from ..errors import ConfigError
-from .config import ExperimentConfig, ModelConfig
+from .config import ExperimentConfig, ModelConfig, check_device_name
 from .distributed import World
 from .ema import ModelEMA
 from .optim import build_optimizer
@@ -29,13 +31,20 @@ class Data:
     num_classes: int
 
 
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """`auto`: this rank's GPU when CUDA is available, else the CPU."""
+def pick_device(name: str, local_rank: int = 0, *, field: str = "run.device") -> torch.device:
+    """`auto`: this rank's GPU when CUDA is available, else the CPU. A device this machine does
+    not have (cuda without a GPU, cuda:3 of two) is a ConfigError naming `field`."""
+    check_device_name(name, field)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as err:  # torch asserts when built without CUDA
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(field, name, f"a device this machine has ({reason})") from None
     return device
 
 
@@ -55,6 +64,12 @@ def build_data(config: ExperimentConfig, world: World, device: torch.device) -> 
     if run.batch_size % world.world_size:
         expected = f"a multiple of the {world.world_size} ranks"
         raise ConfigError("run.batch_size", run.batch_size, expected)
+    if run.batch_size > len(train_set.labels):  # an epoch would have no full batch
+        expected = f"at most {len(train_set.labels)}, the training images (after data.val_size)"
+        raise ConfigError("run.batch_size", run.batch_size, expected)
+    side = train_set.images.shape[-1]
+    if cfg.crop_padding > side:
+        raise ConfigError("data.crop_padding", cfg.crop_padding, f"at most {side}, the image side")
     loader = DeviceLoader(
         train_set.images,
         train_set.labels,
@@ -75,25 +90,9 @@ def build_data(config: ExperimentConfig, world: World, device: torch.device) -> 
     return Data(loader, val_set, test_set, len(train_set.classes))
 
 
-def resolve_model_spec(cfg: ModelConfig, num_classes: int | None = None) -> ArchSpec:
-    """The `model` section's ArchSpec with its overrides; a preset named without
-    `model.num_classes` takes `num_classes` (the dataset's) when given."""
-    if cfg.name is not None:
-        spec = resolve_spec(cfg.name)
-        if num_classes is not None and cfg.num_classes is None and not Path(cfg.name).exists():
-            spec = spec.replace(num_classes=num_classes)  # a preset takes the dataset's classes
-    elif cfg.spec is not None:
-        spec = ArchSpec.from_dict(cfg.spec)
-    else:
-        spec = ArchSpec.from_reference(cfg.reference)
-    return apply_overrides(
-        spec, num_classes=cfg.num_classes, activation=cfg.activation, mean=cfg.mean, std=cfg.std
-    )
-
-
 def build_spec(cfg: ModelConfig, num_classes: int, image_shape: tuple[int, ...]) -> ArchSpec:
     """The network's ArchSpec, checked against the dataset's classes and image shape."""
-    spec = resolve_model_spec(cfg, num_classes)
+    spec = cfg.arch_spec(num_classes)
     if spec.num_classes != num_classes:
         raise ConfigError(
             "model.num_classes",
@@ -107,6 +106,7 @@ def build_spec(cfg: ModelConfig, num_classes: int, image_shape: tuple[int, ...])
 
 def build_model_on(spec: ArchSpec, config: ExperimentConfig, device: torch.device) -> nn.Module:
     """The network on `device`, SyncBatchNorm and channels_last as configured."""
+    check_fits(spec, device)
     model = build_model(spec, device=device)
     if config.model.sync_bn:
         if device.type == "cpu":
@@ -115,6 +115,30 @@ def build_model_on(spec: ArchSpec, config: ExperimentConfig, device: torch.devic
     if config.run.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def check_fits(spec: ArchSpec, device: torch.device, field: str = "model") -> None:
+    """ConfigError when the network's float32 weights alone exceed the device's memory: counted
+    (exactly, without building it) before anything is allocated."""
+    params = profile(spec).params
+    memory = device_memory(device)
+    if memory is not None and 4 * params > memory:
+        raise ConfigError(
+            field, f"a network of {format_count(params)} parameters",
+            f"one whose weights fit in the {format_count(memory)}B of memory of {device}",
+        )  # fmt: skip
+
+
+def device_memory(device: torch.device) -> int | None:
+    """Bytes of memory of `device` (the machine's RAM for the CPU); None when unknown."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    if device.type == "cpu" and hasattr(os, "sysconf"):
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError):
+            return None
+    return None
 
 
 def build_optim(model: nn.Module, config: ExperimentConfig) -> torch.optim.Optimizer:

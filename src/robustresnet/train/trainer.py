@@ -21,7 +21,7 @@ from .._lock import folder_lock
 from .._progress import progress
 from .._stop import Interrupt, StopFlag, on_stop_signals, signal_name
 from ..arch.compat import save_weights
-from ..errors import ConfigError, FolderInUseError, RobustResNetError, Stopped
+from ..errors import CheckpointError, ConfigError, FolderInUseError, RobustResNetError, Stopped
 from . import distributed as ddp
 from . import setup
 from .checkpoint import (
@@ -464,13 +464,28 @@ def _rank_state(t: Trainer) -> dict[str, Any]:
 
 
 def _restore(t: Trainer, state: dict[str, Any]) -> None:
-    """Put a checkpoint's weights, optimizer, EMA, RNG, loader and counters back."""
+    """Put a checkpoint's weights, optimizer, EMA, RNG, loader and counters back; a state that
+    does not fit this run (its parts have the wrong shapes or kinds) is a CheckpointError."""
     if len(state["ranks"]) != t.world.world_size:
         raise ConfigError(
             "WORLD_SIZE",
             t.world.world_size,
             f"{len(state['ranks'])} processes, as the run was started with",
         )
+    try:
+        _put_back(t, state)
+    except RobustResNetError:
+        raise  # already names what is wrong (a loader state of other settings)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
+        reason = " ".join(str(err).split())[:300] or type(err).__name__
+        raise CheckpointError(
+            f"{t.run_dir / POINTER}: its state does not fit this run ({reason}); the run cannot "
+            "be resumed from it: start a new run with --out"
+        ) from err
+
+
+def _put_back(t: Trainer, state: dict[str, Any]) -> None:
+    """The restore itself; torch raises on parts of the wrong shape or kind."""
     t.model.load_state_dict(state["model"])
     t.optimizer.load_state_dict(state["optimizer"])
     t.scaler.load_state_dict(state["scaler"])
