@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from robustresnet._lock import LOCK_FILE, folder_lock
-from robustresnet.errors import FolderInUseError
+from robustresnet.errors import CheckpointError, FolderInUseError
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -40,6 +40,13 @@ def test_the_lock_file_goes_and_so_do_folders_it_created_if_left_empty(tmp_path)
     with folder_lock(tmp_path / "c") as folder:
         (folder / "report.json").write_text("{}")
     assert [p.name for p in (tmp_path / "c").iterdir()] == ["report.json"]
+
+
+def test_a_file_where_the_folder_should_be_is_named(tmp_path):
+    run = tmp_path / "run"
+    run.write_text("not a folder")
+    with pytest.raises(CheckpointError, match=f"cannot use {run} as a folder"), folder_lock(run):
+        pass
 
 
 def test_a_killed_holder_releases_the_folder(tmp_path):

@@ -34,6 +34,17 @@ def test_not_graceful_interrupts_at_once():
     assert stop.value.signum == signal.SIGINT
 
 
+def test_an_ignored_signal_stays_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with on_stop_signals(StopFlag()):
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_outside_the_main_thread_nothing_is_installed():
     seen = []
 

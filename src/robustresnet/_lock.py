@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import FolderInUseError
+from .errors import CheckpointError, FolderInUseError
 
 try:
     import fcntl
@@ -25,14 +25,18 @@ _ATTEMPTS = 10  # a holder that ends between our open and flock removes the file
 @contextmanager
 def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
     """Hold FOLDER/.lock (creating FOLDER) while the block runs; raise FolderInUseError at once
-    when another process holds it. Folders this call created are removed again if left empty."""
+    when another process holds it, CheckpointError when FOLDER cannot be a folder. Folders this
+    call created are removed again if left empty."""
     folder = Path(folder)
     if fcntl is None:
         yield folder
         return
     created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     path = folder / LOCK_FILE
-    fd = _acquire(folder, path)
+    try:
+        fd = _acquire(folder, path)
+    except OSError as err:  # a file in the way, no permission, a read-only disk
+        raise CheckpointError(f"cannot use {folder} as a folder for this run: {err}") from err
     try:
         # Written in place, not temp-file-then-rename: the lock belongs to this very inode.
         holder = {"pid": os.getpid(), "host": socket.gethostname()}

@@ -32,12 +32,14 @@ def signal_name(signum: int) -> str:
 @contextmanager
 def on_stop_signals(handler: Callable[[int], None]) -> Iterator[None]:
     """Call `handler(signum)` on SIGTERM and SIGINT while the block runs, then restore the
-    previous handlers. Python handles signals in the main thread only: elsewhere this does
-    nothing."""
+    previous handlers. A signal ignored on entry stays ignored (a shell starts background jobs
+    with SIGINT ignored, so that Ctrl-C leaves them be). Python handles signals in the main
+    thread only: elsewhere this does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, lambda signum, _frame: handler(signum)) for s in SIGNALS}
+    handled = [s for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+    previous = {s: signal.signal(s, lambda signum, _frame: handler(signum)) for s in handled}
     try:
         yield
     finally:
