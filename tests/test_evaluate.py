@@ -256,3 +256,12 @@ def test_evaluation_leaves_the_global_rng_alone():
     state = torch.get_rng_state()
     evaluate(trained_mlp(), x, y, attacks=["clean", "pgd5:eps=0.05", "aa:attacks=apgd-ce"], eps=0.1)
     assert torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "null", "[" * 5000, "{not json"])
+def test_a_damaged_state_file_is_an_error_naming_it(tmp_path, text):
+    x, y = held_out(8)
+    state = tmp_path / "report.json"
+    state.write_text(text)
+    with pytest.raises(ConfigError, match="report.json"):
+        evaluate(trained_mlp(), x, y, attacks=["clean"], state_path=state, sanity_checks=False)

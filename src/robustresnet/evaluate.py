@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import importlib.metadata
-import json
 import platform
 import time
 import warnings
@@ -22,6 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ._files import read_json
 from ._io import write_json, write_text
 from ._progress import progress
 from .attacks.pgd import attack_model, frozen, margin_loss, memory_format_of, pgd, predict
@@ -140,10 +140,9 @@ def _resume(path: Path | None, fresh: dict) -> dict:
     """The saved state at `path` when it belongs to the same evaluation, else `fresh`."""
     if path is None or not path.exists():
         return fresh
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ConfigError("state_path", str(path), f"a readable evaluation state ({err})") from None
+    saved = read_json(path, "state_path")
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        raise ConfigError("state_path", str(path), f"an evaluation state ({FORMAT}); delete it")
     keys = ("format", "weights", "samples", "settings")  # the name may change (a moved run)
     different = [k for k in keys if saved.get(k) != fresh[k]]
     if different:
@@ -467,11 +466,8 @@ def merge_report_files(folders: Sequence[Path], out: Path) -> dict[str, Any]:
     reports = []
     for folder in folders:
         path = folder / "report.json"
-        try:
-            report = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise ConfigError(str(path), None, f"a shard's report.json ({err})") from None
-        if not isinstance(report, dict) or "samples" not in report:
+        report = read_json(path, "rrn eval merge")
+        if not isinstance(report, dict) or report.get("format") != FORMAT:
             raise ConfigError(str(path), None, "a report written by rrn eval")
         if not report.get("complete"):
             raise ConfigError(str(path), "incomplete", "a finished shard (rerun its command)")
