@@ -45,7 +45,8 @@ def test_the_lock_file_goes_and_so_do_folders_it_created_if_left_empty(tmp_path)
 def test_a_file_where_the_folder_should_be_is_named(tmp_path):
     run = tmp_path / "run"
     run.write_text("not a folder")
-    with pytest.raises(CheckpointError, match=f"cannot use {run} as a folder"), folder_lock(run):
+    expected = f"{run} is a file, not a run directory"
+    with pytest.raises(CheckpointError, match=expected), folder_lock(run):
         pass
 
 

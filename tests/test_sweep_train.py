@@ -101,7 +101,9 @@ def test_sweep_trains_records_failure_skips_finished_and_reports(tmp_path, capsy
     assert 0 <= float(rows["rrb-val_size64"]["cw40"]) <= float(rows["rrb-val_size64"]["clean"])
     assert float(rows["rrb-val_size64"]["macs"]) > float(rows["basic-val_size64"]["macs"])
     table = (runs / "report" / "report.md").read_text()
-    assert "| model | D | W | #P | #F (MACs) | clean | PGD-20 | CW-40 |" in table
+    columns = ("clean", "PGD-20", "CW-40")
+    header = "| model | D | W | #P | #F (MACs) | " + " | ".join(f"{c} (16 images)" for c in columns)
+    assert header in table
     assert "basic-val_size5000: failed" in table
     for png in ("robust_vs_macs.png", "robust_vs_params.png"):
         assert (runs / "report" / png).read_bytes()[:4] == b"\x89PNG"

@@ -36,6 +36,8 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
     try:
         fd = _acquire(folder, path)
     except OSError as err:  # a file in the way, no permission, a read-only disk
+        if folder.exists() and not folder.is_dir():
+            raise CheckpointError(f"{folder} is a file, not a run directory") from None
         raise CheckpointError(f"cannot use {folder} as a folder for this run: {err}") from err
     try:
         # Written in place, not temp-file-then-rename: the lock belongs to this very inode.

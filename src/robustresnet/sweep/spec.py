@@ -51,6 +51,8 @@ class SweepSpec:
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and validate a sweep YAML file; relative paths in it are relative to the file."""
     path = Path(path)
+    if not path.is_file():
+        raise ConfigError("sweep", str(path), "an existing sweep YAML file")
     raw = read_yaml(path, "sweep") or {}
     if not isinstance(raw, dict):
         raise ConfigError("sweep", type(raw).__name__, f"a mapping at the top of {path}")
