@@ -12,9 +12,8 @@ from _export_runs import EPS, fake_run
 from robustresnet import build_model, get_spec, save_weights
 from robustresnet.arch.spec import StageSpec
 from robustresnet.errors import CheckpointError, ConfigError
-from robustresnet.evaluate import weights_digest
+from robustresnet.evaluate import eps_text, weights_digest
 from robustresnet.export import export_robustbench
-from robustresnet.export.claim import eps_text
 from robustresnet.export.robustbench import architecture_name
 
 FIELDS = ["link", "name", "authors", "additional_data", "number_forward_passes", "dataset",

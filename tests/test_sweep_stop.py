@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _processes import wait_for
 from _train_helpers import tiny_dict
 
 from robustresnet.cli import main
@@ -58,18 +59,6 @@ FAKE_TRAINER = textwrap.dedent(
 
 def _calls(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def _wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if proc.poll() is not None:
-            pytest.fail(f"the sweep ended before {what}: {proc.stderr.read()}")
-        time.sleep(0.01)
-    pytest.fail(f"no {what} within {timeout} s")
 
 
 @pytest.fixture
@@ -118,7 +107,7 @@ def test_a_stopped_sweep_stops_its_trial_once_starts_no_other_and_continues(
     argv, calls, env = fake
     sweep = _start_sweep(argv, {**env, "FAKE_WAIT": "1"})
     try:
-        _wait_for(lambda: _calls(calls), sweep, "the first trial")
+        wait_for(lambda: _calls(calls), sweep, "the first trial")
         if signum == signal.SIGINT:
             os.killpg(sweep.pid, signal.SIGINT)
         else:
@@ -188,7 +177,7 @@ def test_a_sigkilled_sweep_takes_its_running_trial_with_it(study, fake, tmp_path
     sweep = _start_sweep(argv, {**env, "FAKE_WAIT": "1"})
     stopped = tmp_path / "out" / "s0" / "stopped.json"
     try:
-        _wait_for(lambda: _calls(calls), sweep, "the first trial")
+        wait_for(lambda: _calls(calls), sweep, "the first trial")
         sweep.send_signal(signal.SIGKILL)
         sweep.wait(timeout=30)
         deadline = time.monotonic() + 30
@@ -213,12 +202,12 @@ def test_sigterm_to_a_sweep_stops_the_real_trainer_with_a_checkpoint(tmp_path, c
     argv = ["sweep", str(path), "--out", str(out), "--quiet", "--json"]
     sweep = _start_sweep(argv, ENV)
     try:
-        _wait_for(lambda: (out / "s0" / "checkpoint.json").exists(), sweep, "a checkpoint")
+        wait_for(lambda: (out / "s0" / "checkpoint.json").exists(), sweep, "a checkpoint")
         trainer = json.loads((out / "s0" / ".lock").read_text())["pid"]
         os.kill(trainer, signal.SIGSTOP)  # so that it cannot finish before the stop arrives
-        _wait_for(lambda: _status(trainer)["State"].startswith("T"), sweep, "a stopped trainer")
+        wait_for(lambda: _status(trainer)["State"].startswith("T"), sweep, "a stopped trainer")
         sweep.send_signal(signal.SIGTERM)
-        _wait_for(lambda: _pending(trainer, signal.SIGTERM), sweep, "the forwarded SIGTERM")
+        wait_for(lambda: _pending(trainer, signal.SIGTERM), sweep, "the forwarded SIGTERM")
         os.kill(trainer, signal.SIGCONT)
         _, err = sweep.communicate(timeout=60)
     finally:

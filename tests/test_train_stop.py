@@ -9,11 +9,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from _processes import wait_for
 from _train_helpers import tiny_dict, write_config
 from safetensors.torch import load_file
 
@@ -105,18 +105,6 @@ def test_a_second_signal_while_stopping_stops_at_once_keeping_the_last_checkpoin
     assert load_checkpoint(run)["step"] == 10  # the end of epoch 1
 
 
-def _wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if proc.poll() is not None:
-            pytest.fail(f"the process ended before {what}: {proc.stderr.read()}")
-        time.sleep(0.01)
-    pytest.fail(f"no {what} within {timeout} s")
-
-
 def _lock_holder(run: Path) -> int | None:
     try:
         return json.loads((run / ".lock").read_text())["pid"]
@@ -135,7 +123,7 @@ def test_rrn_train_on_sigterm_checkpoints_exits_143_and_resumes_exactly(tmp_path
     run = tmp_path / "run"
     proc = _start(str(config), "--out", str(run))
     try:
-        _wait_for(lambda: (run / "checkpoint.json").exists(), proc, "first checkpoint")
+        wait_for(lambda: (run / "checkpoint.json").exists(), proc, "first checkpoint")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -160,7 +148,7 @@ def test_a_run_directory_is_used_by_one_process_at_a_time(tmp_path):
     first = _start(str(config), "--out", str(run))
     processes = [first]
     try:
-        _wait_for(lambda: (run / "config.yaml").exists(), first, "config.yaml")
+        wait_for(lambda: (run / "config.yaml").exists(), first, "config.yaml")
         first.send_signal(signal.SIGSTOP)  # it holds the directory, however slow the others are
         for args in ([str(config), "--out", str(run)], ["--resume", str(run)]):
             second = subprocess.run([*RRN_TRAIN, *args], env=ENV, capture_output=True, text=True)
@@ -176,7 +164,7 @@ def test_a_run_directory_is_used_by_one_process_at_a_time(tmp_path):
 
         resumed = _start("--resume", str(run))
         processes.append(resumed)
-        _wait_for(lambda: _lock_holder(run) == resumed.pid, resumed, "the resumed run's lock")
+        wait_for(lambda: _lock_holder(run) == resumed.pid, resumed, "the resumed run's lock")
         resumed.send_signal(signal.SIGSTOP)
         again = subprocess.run(
             [*RRN_TRAIN, "--resume", str(run)], env=ENV, capture_output=True, text=True
@@ -221,8 +209,8 @@ def test_ddp_ranks_stop_at_the_same_step_when_one_is_signalled_and_resume(tmp_pa
         text=True,
     )
     try:
-        _wait_for(lambda: (run / "checkpoint.json").exists(), proc, "the first checkpoint")
-        ranks = _wait_for(lambda: len(_ranks(proc.pid)) == 2 and _ranks(proc.pid), proc, "ranks")
+        wait_for(lambda: (run / "checkpoint.json").exists(), proc, "the first checkpoint")
+        ranks = wait_for(lambda: len(_ranks(proc.pid)) == 2 and _ranks(proc.pid), proc, "ranks")
         for pid in ranks.values():  # frozen, so that the run cannot end before the signal
             os.kill(pid, signal.SIGSTOP)
         os.kill(ranks[1], signal.SIGTERM)  # rank 1 alone

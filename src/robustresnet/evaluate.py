@@ -501,7 +501,8 @@ def to_markdown(reports: dict[str, Any] | Sequence[dict[str, Any]]) -> str:
         lines.append("")
         lines.append(
             f"{report['model']}: {samples['n']} samples from index {samples['offset']}, "
-            f"eps {_eps_text(settings['eps'])} (L{settings['norm']}), seed {settings['seed']}, "
+            f"eps {eps_text(settings['eps'], settings['norm'])} (L{settings['norm']}), "
+            f"seed {settings['seed']}, "
             f"{settings['precision']}; worst case over all attacks "
             f"{_percent(report['accuracy'].get('worst_case')) or '-'}%; "
             f"{report['seconds']['total']:.1f} s" + ("" if report["complete"] else " (incomplete)")
@@ -510,7 +511,10 @@ def to_markdown(reports: dict[str, Any] | Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _eps_text(eps: float) -> str:
-    """8/255 when eps is a whole number of 1/255 steps, else the number."""
+def eps_text(eps: float, norm: str = "inf") -> str:
+    """An L∞ radius of whole 1/255 steps as people write it ("8/255"), any other as a plain
+    number ("0.5"); RobustBench's spelling too."""
     steps = eps * 255
-    return f"{round(steps)}/255" if eps and abs(steps - round(steps)) < 1e-6 else f"{eps:g}"
+    if norm == "inf" and round(steps) > 0 and abs(steps - round(steps)) < 1e-6:
+        return f"{round(steps)}/255"
+    return f"{eps:g}"

@@ -14,6 +14,7 @@ from typing import Any
 from ..attacks.autoattack import STANDARD
 from ..data import load_dataset
 from ..errors import ConfigError
+from ..evaluate import eps_text
 from .run import EvaluatedRun
 
 # Images in each dataset's test split (tiny-imagenet: its val split, which `test` reads).
@@ -47,14 +48,6 @@ class AutoAttackClaim:
     def coverage(self) -> str:
         """E.g. "AutoAttack (apgd-ce+apgd-t) on 50 of 10,000 test images"."""
         return f"{self.label} on {self.samples:,} of {self.test_size:,} test images"
-
-
-def eps_text(eps: float, norm: str) -> str:
-    """An L∞ radius as RobustBench writes it ("8/255"), any other as a plain number ("0.5")."""
-    steps = eps * 255
-    if norm == "inf" and round(steps) > 0 and math.isclose(steps, round(steps), abs_tol=1e-6):
-        return f"{round(steps)}/255"
-    return f"{eps:g}"
 
 
 def autoattack_claim(run: EvaluatedRun, *, allow_partial: bool = False) -> AutoAttackClaim:
