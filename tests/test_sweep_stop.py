@@ -201,6 +201,7 @@ def test_sigterm_to_a_sweep_stops_the_real_trainer_with_a_checkpoint(tmp_path, c
     out = tmp_path / "out"
     argv = ["sweep", str(path), "--out", str(out), "--quiet", "--json"]
     sweep = _start_sweep(argv, ENV)
+    trainer = None
     try:
         wait_for(lambda: (out / "s0" / "checkpoint.json").exists(), sweep, "a checkpoint")
         trainer = json.loads((out / "s0" / ".lock").read_text())["pid"]
@@ -211,6 +212,9 @@ def test_sigterm_to_a_sweep_stops_the_real_trainer_with_a_checkpoint(tmp_path, c
         os.kill(trainer, signal.SIGCONT)
         _, err = sweep.communicate(timeout=60)
     finally:
+        if sweep.poll() is None and trainer is not None:  # failed on the way: a frozen trainer
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(trainer, signal.SIGKILL)
         sweep.kill()
     assert sweep.returncode == 143, err
     assert "Traceback" not in err

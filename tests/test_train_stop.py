@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -208,6 +209,7 @@ def test_ddp_ranks_stop_at_the_same_step_when_one_is_signalled_and_resume(tmp_pa
         stderr=subprocess.PIPE,
         text=True,
     )
+    ranks = {}
     try:
         wait_for(lambda: (run / "checkpoint.json").exists(), proc, "the first checkpoint")
         ranks = wait_for(lambda: len(_ranks(proc.pid)) == 2 and _ranks(proc.pid), proc, "ranks")
@@ -218,6 +220,10 @@ def test_ddp_ranks_stop_at_the_same_step_when_one_is_signalled_and_resume(tmp_pa
             os.kill(pid, signal.SIGCONT)
         _, err = proc.communicate(timeout=90)
     finally:
+        if proc.poll() is None:  # failed on the way: torchrun leaves its workers when killed
+            for pid in ranks.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         proc.kill()
     said = re.findall(r"rrn train: stopped by SIGTERM at step (\d+) \((?:end of )?epoch 2\)", err)
     assert len(said) == 1, err  # rank 0 alone says it, for both
