@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from robustresnet.cli import SUBCOMMANDS, build_parser, main
@@ -19,3 +21,24 @@ def test_every_subcommand_has_help_with_example(name):
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices[name]
     assert "examples:" in sub.format_help()
+
+
+def test_version_names_the_package_torch_and_the_device(capsys):
+    import torch
+
+    from robustresnet import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"rrn {__version__} (torch {torch.__version__}, ")
+
+
+def test_the_package_ships_its_license_citation_and_type_marker():
+    root = Path(__file__).resolve().parents[1]
+    assert "MIT License" in (root / "LICENSE").read_text()
+    assert "2212.11005" in (root / "CITATION.cff").read_text()
+    assert (root / "src" / "robustresnet" / "py.typed").is_file()
+    pyproject = (root / "pyproject.toml").read_text()
+    assert '"torch>=2.3",' in pyproject and 'robustresnet = ["py.typed"]' in pyproject

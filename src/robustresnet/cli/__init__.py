@@ -24,6 +24,19 @@ SUBCOMMANDS: list[str] = [
 ]
 
 
+def version_line() -> str:
+    """`rrn --version`: the package, torch, and the device it would use."""
+    import torch
+
+    from .. import __version__
+
+    if torch.cuda.is_available():
+        device = f"CUDA {torch.version.cuda}, {torch.cuda.get_device_name(0)}"
+    else:
+        device = "no GPU: CPU"
+    return f"rrn {__version__} (torch {torch.__version__}, {device})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
@@ -31,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="RobustResNets: architectures, adversarial training and evaluation.",
         epilog="Run `rrn COMMAND --help` for a command's options and an example.",
     )
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"{__name__}.{name}").add_parser(sub)
