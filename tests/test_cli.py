@@ -42,3 +42,19 @@ def test_the_package_ships_its_license_citation_and_type_marker():
     assert (root / "src" / "robustresnet" / "py.typed").is_file()
     pyproject = (root / "pyproject.toml").read_text()
     assert '"torch>=2.3",' in pyproject and 'robustresnet = ["py.typed"]' in pyproject
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`rrn zoo --json | true`: the reader is gone before rrn writes; no BrokenPipeError
+    traceback, and the exit status a shell reports for SIGPIPE."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    code = "from robustresnet.cli import main; raise SystemExit(main(['zoo', '--json']))"
+    shell = f'{sys.executable} -c "{code}" | true; echo "${{PIPESTATUS[0]}}"'
+    env = {"PYTHONPATH": str(root / "src"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        ["bash", "-c", shell], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.stderr == "" and done.stdout.strip() == "141"
