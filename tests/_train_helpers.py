@@ -45,3 +45,16 @@ def tiny_config(**sections: dict[str, Any]) -> ExperimentConfig:
 def write_config(path: Path, data: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def untrained_run(run: Path) -> Path:
+    """A run directory of the untrained tiny network at `run`: config.yaml, arch.yaml and
+    weights/last.safetensors, as `rrn eval` and `--resume` read them."""
+    from robustresnet.arch import ArchSpec, build_model, save_weights
+    from robustresnet.train import checkpoint
+
+    checkpoint.prepare_run_dir(run, tiny_config(), resume=False)
+    spec = ArchSpec.from_dict(TINY_SPEC)
+    checkpoint.write_arch(run, spec)
+    save_weights(build_model(spec), run / "weights" / "last.safetensors")
+    return run

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from _train_helpers import TINY_SPEC, tiny_config
+from _train_helpers import TINY_SPEC, untrained_run
 
-from robustresnet.arch import ArchSpec, build_model, save_weights
+from robustresnet.arch import ArchSpec
 from robustresnet.cli import main
 from robustresnet.errors import ConfigError
-from robustresnet.train import checkpoint as ckpt
 
 EVAL = ["-n", "8", "--attacks", "clean", "--quiet"]
 
@@ -22,13 +21,7 @@ EVAL = ["-n", "8", "--attacks", "clean", "--quiet"]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     """A run directory of the tiny digits network, untrained: config, arch and weights."""
-    run = tmp_path_factory.mktemp("runs") / "tiny"
-    config = tiny_config()
-    ckpt.prepare_run_dir(run, config, resume=False)
-    spec = ArchSpec.from_dict(TINY_SPEC)
-    ckpt.write_arch(run, spec)
-    save_weights(build_model(spec), run / "weights" / "last.safetensors")
-    return run
+    return untrained_run(tmp_path_factory.mktemp("runs") / "tiny")
 
 
 def _with_metadata(weights: Path, arch: str, out: Path) -> Path:

@@ -24,9 +24,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from _train_helpers import TINY_SPEC, tiny_config, tiny_dict
+from _train_helpers import tiny_dict, untrained_run
 
-from robustresnet.arch import ArchSpec, build_model, save_weights
 from robustresnet.cli import main
 from robustresnet.train import checkpoint as ckpt
 from robustresnet.train import trainer
@@ -292,13 +291,7 @@ def workspace(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def tiny_run(workspace) -> Path:
     """A run directory of the untrained tiny network: config.yaml, arch.yaml, weights."""
-    run = workspace / "inputs" / "tiny-run"
-    config = tiny_config()
-    ckpt.prepare_run_dir(run, config, resume=False)
-    spec = ArchSpec.from_dict(TINY_SPEC)
-    ckpt.write_arch(run, spec)
-    save_weights(build_model(spec), run / "weights" / "last.safetensors")
-    return run
+    return untrained_run(workspace / "inputs" / "tiny-run")
 
 
 def test_fuzz_train_overrides_and_config_files(workspace, capsys, monkeypatch):
