@@ -100,12 +100,28 @@ def test_filters_and_resources_are_parsed():
         ({"filters": {"macs": ["6G", "4G"]}}, "filters.macs"),
         ({"filters": {"flops": [1, 2]}}, "filters.flops"),
         ({"grid": {}}, "grid"),
+        ({"resources": {"slurm": {"queue": "gpu"}}}, "resources.slurm.queue"),
+        ({"resources": {"slurm": {"partition": ""}}}, "resources.slurm.partition"),
+        ({"resources": {"slurm": {"account": 7}}}, "resources.slurm.account"),
+        ({"resources": {"slurm": {"time": "1:75:00"}}}, "resources.slurm.time"),
+        ({"resources": {"slurm": {"time": 0}}}, "resources.slurm.time"),
+        ({"resources": {"slurm": {"mem_gb": 0}}}, "resources.slurm.mem_gb"),
+        ({"resources": {"slurm": {"sbatch": {"--qos": "high"}}}}, "resources.slurm.sbatch"),
+        ({"resources": {"slurm": {"sbatch": {"qos": [1]}}}}, "resources.slurm.sbatch.qos"),
     ],
 )
 def test_bad_sweep_files_name_the_field(raw, field):
     with pytest.raises(ConfigError) as info:
         parse_sweep({"base": "base.yaml", **raw}, root=Path("/tmp"))
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("time", "minutes"), [(30, 30), ("2:00:00", 120), ("1-00:00:30", 1441), ("0:00:10", 1)]
+)
+def test_slurm_time_limits_in_slurm_forms_are_whole_minutes(time, minutes):
+    sweep = parse_sweep({"base": "b.yaml", "resources": {"slurm": {"time": time}}}, root=Path("/"))
+    assert sweep.slurm.time_minutes == minutes
 
 
 def test_name_clash_is_refused():

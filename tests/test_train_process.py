@@ -1,10 +1,12 @@
-"""Real processes: SIGKILL mid-epoch then resume is exact; 2-rank gloo equals one process."""
+"""Real processes: SIGKILL mid-epoch then resume is exact; 2 gloo ranks, launched by torchrun or
+with the variables srun sets, equal one process."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -76,7 +78,39 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     assert _train_losses(killed) == _train_losses(straight)
 
 
-def test_two_gloo_ranks_match_one_process(tmp_path):
+def _torchrun(command: list[str]) -> None:
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    subprocess.run([*launch, *command], env=ENV, check=True, capture_output=True, timeout=120)
+
+
+def _srun(command: list[str]) -> None:
+    """Two tasks with the variables srun gives them (and no torchrun ones)."""
+    env = {k: v for k, v in ENV.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(SLURM_NTASKS="2", SLURM_NODELIST="localhost", SLURM_JOB_ID="4242")
+    env["MASTER_PORT"] = str(_free_port())
+    tasks = [
+        subprocess.Popen(
+            [sys.executable, *command],
+            env={**env, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in range(2)
+    ]
+    for task in tasks:
+        _, err = task.communicate(timeout=120)
+        assert task.returncode == 0, err
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("launch", [_torchrun, _srun], ids=["torchrun", "srun"])
+def test_two_gloo_ranks_match_one_process(tmp_path, launch):
     # GroupNorm, not BatchNorm: with per-rank batch statistics two half batches normalise
     # differently from one whole batch, and SyncBatchNorm needs GPUs. GroupNorm is per sample.
     spec = {
@@ -97,23 +131,7 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     )
     config_file = write_config(tmp_path / "ddp.yaml", data)
     ddp_run = tmp_path / "ddp"
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    subprocess.run(
-        [
-            *launch,
-            "-m",
-            "robustresnet",
-            "train",
-            "--quiet",
-            str(config_file),
-            "--out",
-            str(ddp_run),
-        ],
-        env=ENV,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    launch(["-m", "robustresnet", "train", "--quiet", str(config_file), "--out", str(ddp_run)])
     single = train(ExperimentConfig.from_dict(data), tmp_path / "single", quiet=True)
     two, one = _weights(ddp_run), _weights(single)
     for key in one:

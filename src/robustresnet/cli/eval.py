@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -176,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     if args.shards:
         raise ConfigError("rrn eval", args.shards, "one checkpoint (or `merge DIR...`)")
     out = Path(args.out) if args.out else None
-    lock = folder_lock(out) if out and os.environ.get("RANK", "0") == "0" else nullcontext()
+    lock = folder_lock(out) if out and ddp.detect_world().is_main else nullcontext()
     try:
         with lock, on_stop_signals(StopFlag(graceful=False)):
             return _evaluate(args, out)

@@ -23,12 +23,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "OUT/NAME. Finished runs are skipped, interrupted ones resumed, failures recorded "
             "in OUT/NAME/failed.json while the sweep goes on; OUT/sweep-summary.json sums up. "
             "SIGTERM or Ctrl-C stops the running trials with a checkpoint (exit 143 / 130); "
-            "the same command continues the sweep."
+            "the same command continues the sweep. --backend slurm submits the unfinished "
+            "trials as one SLURM job array and returns (see docs/clusters.md); --status shows "
+            "each trial's state from its run directory, whatever ran it."
         ),
         **example_epilog(
             "rrn sweep configs/sweeps/digits-demo.yaml --dry-run",
             "rrn sweep configs/sweeps/digits-demo.yaml --parallel 2 --report",
             "rrn sweep study.yaml --out runs/study --backend ray --address auto",
+            "rrn sweep study.yaml --out runs/study --backend slurm",
+            "rrn sweep study.yaml --out runs/study --status",
             "rrn sweep study.yaml --trainer 'torchrun --nproc-per-node 4 -m robustresnet train'",
         ),
     )
@@ -48,7 +52,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="N",
         help="local backend: trials at a time (threads split among them)",
     )
-    parser.add_argument("--backend", choices=("local", "ray"), default="local")
+    parser.add_argument(
+        "--status", action="store_true", help="each trial's state and progress; run nothing"
+    )
+    parser.add_argument("--backend", choices=("local", "ray", "slurm"), default="local")
     parser.add_argument("--address", help="ray: 'local' (start one), 'auto' or ray://HOST:PORT")
     parser.add_argument(
         "--trainer",
@@ -69,8 +76,12 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_sweep(sweep, out)
     if args.dry_run:
         return _list(sweep.name, out, plan, as_json=args.json)
+    if args.status:
+        return _status(sweep.name, plan, out, as_json=args.json)
     write_specs(plan, out)
     trainer = shlex.split(args.trainer) if args.trainer else None
+    if args.backend == "slurm":
+        return _submit(args, sweep, plan, out, trainer)
     try:
         summary = run_sweep(
             sweep,
@@ -103,6 +114,46 @@ def run(args: argparse.Namespace) -> int:
             f"{out / 'sweep-summary.json'}"
         )
     return 1 if summary["counts"].get("failed") else 0
+
+
+def _submit(args: argparse.Namespace, sweep, plan, out: Path, trainer: list[str] | None) -> int:
+    """Queue the unfinished trials as a SLURM job array, say how to follow them, return."""
+    from ..sweep.slurm_backend import JOBS_FILE, submit_sweep
+
+    record, _ = submit_sweep(sweep, plan.trials, out, trainer=trainer)
+    if args.json:
+        print_json(record)
+        return 0
+    for name, job_id in record["jobs"].items():
+        print(f"submitted  {job_id:>14}  {name}")
+    for name in record["skipped"]:
+        print(f"{'finished':>25}  {name}")
+    status = shlex.join(["rrn", "sweep", str(args.sweep), "--out", str(out), "--status"])
+    arrays = sorted({job_id.split("_")[0] for job_id in record["jobs"].values()})
+    print(
+        f"sweep {sweep.name}: {len(record['jobs'])} job(s) submitted, "
+        f"{len(record['skipped'])} finished; job ids in {out / JOBS_FILE}\n"
+        f"follow with: {status}" + (f"  (or squeue -j {','.join(arrays)})" if arrays else "")
+    )
+    return 0
+
+
+def _status(name: str, plan, out: Path, *, as_json: bool) -> int:
+    """--status: one line per trial (state, epochs done of all, step, error), then the counts."""
+    from ..sweep.status import sweep_status
+
+    status = {"sweep": name, **sweep_status(plan.trials, out)}
+    if as_json:
+        print_json(status)
+        return 0
+    width = max([len(t.name) for t in plan.trials] + [5])
+    for row in status["trials"]:
+        progress = f"epoch {row['epoch']}/{row['epochs']}" if "epochs" in row else ""
+        note = f"  {row['error']}" if row.get("error") else ""
+        print(f"{row['name']:{width}}  {row['state']:11}  {progress}{note}".rstrip())
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(status["counts"].items()))
+    print(f"sweep {name}: {counts or 'no trials'} ({out})")
+    return 0
 
 
 def _list(name: str, out: Path, plan, *, as_json: bool) -> int:

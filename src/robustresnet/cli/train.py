@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -41,10 +40,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """`rrn train`; on a stop every rank ends at the same step and rank 0 alone says so."""
+    from ..train.distributed import detect_world
+
     try:
         return _train(args)
     except Stopped as stop:
-        if os.environ.get("RANK", "0") != "0":
+        if not detect_world().is_main:
             return stop.exit_code
         raise
 
@@ -53,6 +54,7 @@ def _train(args: argparse.Namespace) -> int:
     """Resolve the config, train, print the final report."""
     from ..train.checkpoint import CONFIG
     from ..train.config import load_config
+    from ..train.distributed import detect_world
     from ..train.trainer import train
 
     overrides = list(args.overrides)
@@ -72,7 +74,7 @@ def _train(args: argparse.Namespace) -> int:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = args.out or Path("runs") / f"{Path(args.config).stem}-{stamp}"
         run_dir = train(config, run_dir, quiet=args.quiet, stop_on_signals=True)
-    if os.environ.get("RANK", "0") != "0":
+    if not detect_world().is_main:
         return 0  # rank 0 reports
     report = run_dir / "report.md"
     if report.is_file():

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +29,13 @@ def _guarded(command: list[str]) -> list[str]:
 
 
 class Children:
-    """The trials running now; once `stop` is called, no new one starts."""
+    """The trials running now; once `stop` is called, no new one starts. `ignored`: signals the
+    trials start ignoring (a job system's warning signal that only the sweep should act on)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ignored: Iterable[int] = ()) -> None:
         self._lock = threading.RLock()  # RLock: `stop` may run in a signal handler
         self._running: set[int] = set()
+        self._ignored = tuple(ignored)
         self.stop_signal: int | None = None
 
     def start(self, command: list[str], **popen: Any) -> subprocess.Popen | None:
@@ -38,6 +43,8 @@ class Children:
         with self._lock:
             if self.stop_signal is not None:
                 return None
+            if self._ignored:  # SIG_IGN, unlike a handler, lasts through exec
+                popen["preexec_fn"] = self._ignore
             process = subprocess.Popen(_guarded(command), start_new_session=True, **popen)
             self._running.add(process.pid)
         return process
@@ -64,3 +71,23 @@ class Children:
         for pid in running:
             with contextlib.suppress(ProcessLookupError):  # it has just ended
                 os.killpg(pid, signum)
+
+    def stop_and_wait(self, signum: int, timeout: float) -> None:
+        """`stop`, then wait up to `timeout` seconds for the running trials to end (they stay
+        unreaped, for `wait`): from a signal handler, while `wait` is interrupted."""
+        self.stop(signum)
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            running = list(self._running)
+        for pid in running:
+            while time.monotonic() < deadline:
+                try:
+                    if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                        break
+                except ChildProcessError:  # already reaped
+                    break
+                time.sleep(0.1)
+
+    def _ignore(self) -> None:
+        for signum in self._ignored:
+            signal.signal(signum, signal.SIG_IGN)

@@ -59,7 +59,7 @@ def execute_trial(job: dict[str, Any], children: Children | None = None) -> dict
     state = trial_state(run_dir)
     result: dict[str, Any] = {"name": job["name"], "run_dir": str(run_dir), "previous": state}
     if state == "finished":
-        earlier = _read_json(run_dir / TRIAL_FILE)
+        earlier = read_record(run_dir / TRIAL_FILE)
         trained = {f"trained_{k}": earlier[k] for k in ("seconds", "cpu_seconds") if k in earlier}
         return {**result, "status": "skipped", "seconds": 0.0, **trained}
     not_started = {**result, "status": "not started", "seconds": 0.0}
@@ -103,8 +103,8 @@ def _record_failure(run_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in record.items() if key != "log_tail"}
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    """A JSON file's content, or {} when it is missing."""
+def read_record(path: Path) -> dict[str, Any]:
+    """A JSON record the trainer or the sweep wrote, or {} while it is missing."""
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 

@@ -23,7 +23,7 @@ from .spec import SweepSpec
 
 PLAN_FILE = "sweep-plan.json"
 SUMMARY_FILE = "sweep-summary.json"
-BACKENDS = ("local", "ray")
+BACKENDS = ("local", "ray")  # run here; `slurm_backend.submit_sweep` submits and returns
 
 
 def make_jobs(
@@ -46,6 +46,19 @@ def make_jobs(
         }
         for trial in trials
     ]
+
+
+def write_plan(spec: SweepSpec, trials: list[Trial], out_dir: Path) -> None:
+    """OUT/sweep-plan.json: the trials this sweep runs, as `rrn report` reads them."""
+    write_json(
+        out_dir / PLAN_FILE,
+        {
+            "sweep": spec.name,
+            "base": str(spec.base),
+            "overrides": list(spec.overrides),
+            "trials": [t.to_dict() for t in trials],
+        },
+    )
 
 
 def default_threads(spec: SweepSpec, parallel: int) -> int:
@@ -79,15 +92,7 @@ def run_sweep(
     out_dir = Path(out_dir)
     threads = int(spec.num_cpus) if backend == "ray" else default_threads(spec, parallel)
     jobs = make_jobs(spec, trials, out_dir, threads=threads, trainer=trainer)
-    write_json(
-        out_dir / PLAN_FILE,
-        {
-            "sweep": spec.name,
-            "base": str(spec.base),
-            "overrides": list(spec.overrides),
-            "trials": [t.to_dict() for t in trials],
-        },
-    )
+    write_plan(spec, trials, out_dir)
     summary = {
         "sweep": spec.name,
         "output": str(out_dir),

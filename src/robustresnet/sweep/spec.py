@@ -29,6 +29,19 @@ NAMED_AXES = (
     "seed",
 )
 SCALING_RULES = ("compound", "depth", "width")
+SLURM_KEYS = {"partition", "time", "account", "mem_gb", "sbatch"}
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """`resources.slurm`: where and how long each trial's job runs (its CPUs and GPUs are the
+    sweep's num_cpus / num_gpus); `sbatch` holds any other sbatch option, by its long name."""
+
+    partition: str | None = None
+    time_minutes: int = 60
+    account: str | None = None
+    mem_gb: float | None = None
+    sbatch: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,7 @@ class SweepSpec:
     num_gpus: float = 0.0
     threads: int | None = None
     output: Path | None = None
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
@@ -69,7 +83,7 @@ def parse_sweep(raw: dict[str, Any], *, root: Path, default_name: str = "sweep")
         if not isinstance(raw.get(key, ""), str) or (key == "base" and not raw.get(key)):
             raise ConfigError(key, raw.get(key), "a path (relative to the sweep file)")
     resources = raw.get("resources") or {}
-    _check_keys("resources", resources, {"num_cpus", "num_gpus", "threads"})
+    _check_keys("resources", resources, {"num_cpus", "num_gpus", "threads", "slurm"})
     filters = raw.get("filters") or {}
     _check_keys("filters", filters, {"macs", "params"})
     groups = raw.get("zip") or []
@@ -91,6 +105,7 @@ def parse_sweep(raw: dict[str, Any], *, root: Path, default_name: str = "sweep")
         num_cpus=_amount("resources.num_cpus", resources.get("num_cpus", 1)),
         num_gpus=_amount("resources.num_gpus", resources.get("num_gpus", 0)),
         threads=_threads(resources.get("threads")),
+        slurm=_slurm_options(resources.get("slurm") or {}),
         output=(root / str(raw["output"])).resolve() if raw.get("output") else None,
     )
     _check_axis_names(spec)
@@ -117,6 +132,42 @@ def _threads(value: Any) -> int | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ConfigError("resources.threads", value, "an integer >= 1")
     return value
+
+
+def _slurm_options(raw: Any) -> SlurmOptions:
+    _check_keys("resources.slurm", raw, SLURM_KEYS)
+    for key in ("partition", "account"):
+        if key in raw and (not isinstance(raw[key], str) or not raw[key]):
+            raise ConfigError(f"resources.slurm.{key}", raw[key], "a non-empty name")
+    mem = raw.get("mem_gb")
+    if mem is not None and (_amount("resources.slurm.mem_gb", mem) == 0):
+        raise ConfigError("resources.slurm.mem_gb", mem, "a number of GB > 0")
+    sbatch = raw.get("sbatch") or {}
+    if not isinstance(sbatch, dict) or not all(re.fullmatch(r"[a-z][a-z-]*", k) for k in sbatch):
+        raise ConfigError("resources.slurm.sbatch", sbatch, "a mapping of sbatch long options")
+    for key, value in sbatch.items():
+        if not isinstance(value, str | int | bool) or value is False:
+            raise ConfigError(f"resources.slurm.sbatch.{key}", value, "a string, number or true")
+    return SlurmOptions(
+        partition=raw.get("partition"),
+        time_minutes=_minutes(raw.get("time", 60)),
+        account=raw.get("account"),
+        mem_gb=None if mem is None else float(mem),
+        sbatch=dict(sbatch),
+    )
+
+
+def _minutes(value: Any) -> int:
+    """A time limit as SLURM writes it: minutes, `H:MM:SS` or `D-HH:MM:SS`, in whole minutes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d\d):(\d\d)", str(value).strip())
+    if isinstance(value, str) and match:
+        days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+        total = days * 1440 + hours * 60 + minutes + math.ceil(seconds / 60)
+        if total >= 1 and minutes < 60 and seconds < 60:
+            return total
+    raise ConfigError("resources.slurm.time", value, "minutes >= 1, H:MM:SS or D-HH:MM:SS")
 
 
 def _slug(text: str, where: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shlex
 import sys
 import time
@@ -93,7 +92,7 @@ def train(
     run at the next step with a checkpoint and raises Stopped (a second signal stops at once);
     the previous signal handlers are back when this returns."""
     run_dir = Path(run_dir)
-    device = setup.pick_device(config.run.device, int(os.environ.get("LOCAL_RANK", "0")))
+    device = setup.pick_device(config.run.device, ddp.detect_world().local_rank)
     world = ddp.init(device.type, config.run.dist_timeout_minutes)
     flag = StopFlag() if stop_on_signals else None
     try:
