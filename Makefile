@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/rrn train configs/digits-demo.yaml
+	$(VENV)/bin/rrn train digits-demo
 
 bench: $(STAMP)
 	$(PY) -m benchmarks --device cpu --sizes tiny A1 --threads 2 --repeats 3
@@ -22,8 +22,8 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks hubconf.py
-	$(VENV)/bin/ruff format --check src tests benchmarks hubconf.py
+	$(VENV)/bin/ruff check src tests benchmarks tools hubconf.py
+	$(VENV)/bin/ruff format --check src tests benchmarks tools hubconf.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

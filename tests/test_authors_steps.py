@@ -2,7 +2,7 @@
 weights, batch and start noise (tests/data/authors-steps, made there by generate.py with their
 code).
 
-The objectives come from the committed recipe configs, so these vectors also pin the configs.
+The objectives come from the shipped recipes, so these vectors also pin the recipes.
 float64: the adversarial batch exactly, loss, gradients and BatchNorm buffers within 1e-10.
 float32: loss and gradients within a few times the floor the authors' own code shows between
 memory layouts (rounding flips some attack signs; pixels are not compared).
@@ -28,14 +28,13 @@ from robustresnet.train.optim import no_weight_decay_parameters
 from robustresnet.train.trainer import _schedule
 
 VECTORS = REPO / "tests" / "data" / "authors-steps"
-CONFIGS = REPO / "configs" / "cifar10"
-RECIPES = {  # case -> the recipe config whose objective it checks
-    "trades": CONFIGS / "trades" / "wrn-a4.yaml",
-    "pgd_at": CONFIGS / "pgd_at" / "wrn-a4.yaml",
-    "mart": CONFIGS / "mart" / "wrn-a4.yaml",
-    "advanced_trades": CONFIGS / "advanced" / "wrn-a4.yaml",
+RECIPES = {  # case -> the recipe whose objective it checks
+    "trades": "cifar10/trades/wrn-a4",
+    "pgd_at": "cifar10/pgd_at/wrn-a4",
+    "mart": "cifar10/mart/wrn-a4",
+    "advanced_trades": "cifar10/advanced/wrn-a4",
 }
-# The baseline recipes run on ReLU networks, the advanced one on SiLU (as the configs do).
+# The baseline recipes run on ReLU networks, the advanced one on SiLU (as the recipes do).
 CASES = [
     (f"{network}-{activation}-{dtype}", case)
     for network in ("robust", "basic")

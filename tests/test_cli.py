@@ -41,7 +41,7 @@ def test_the_package_ships_its_license_citation_and_type_marker():
     assert "2212.11005" in (root / "CITATION.cff").read_text()
     assert (root / "src" / "robustresnet" / "py.typed").is_file()
     pyproject = (root / "pyproject.toml").read_text()
-    assert '"torch>=2.3",' in pyproject and 'robustresnet = ["py.typed"]' in pyproject
+    assert '"torch>=2.3",' in pyproject and '"py.typed", "recipes/**/*.yaml"' in pyproject
 
 
 def test_a_closed_pipe_ends_quietly():

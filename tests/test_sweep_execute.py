@@ -58,7 +58,7 @@ def fake(tmp_path, monkeypatch):
 
 def _trials(modes):
     sweep = parse_sweep(
-        {"base": "base.yaml", "axes": {"x.mode": modes}, "resources": {"threads": 1}},
+        {"base": "digits-base", "axes": {"x.mode": modes}, "resources": {"threads": 1}},
         root=Path("/tmp"),
     )
     trials = [

@@ -13,7 +13,7 @@ from robustresnet.sweep.spec import load_sweep, parse_sweep
 
 
 def _sweep(axes=None, **extra):
-    return parse_sweep({"base": "base.yaml", "axes": axes or {}, **extra}, root=Path("/tmp"))
+    return parse_sweep({"base": "digits-base", "axes": axes or {}, **extra}, root=Path("/tmp"))
 
 
 def test_product_of_axes_with_readable_deterministic_names():
@@ -112,7 +112,7 @@ def test_filters_and_resources_are_parsed():
 )
 def test_bad_sweep_files_name_the_field(raw, field):
     with pytest.raises(ConfigError) as info:
-        parse_sweep({"base": "base.yaml", **raw}, root=Path("/tmp"))
+        parse_sweep({"base": "digits-base", **raw}, root=Path("/tmp"))
     assert info.value.field == field
 
 
@@ -132,6 +132,7 @@ def test_name_clash_is_refused():
 
 def test_load_sweep_resolves_paths_relative_to_the_file(tmp_path):
     (tmp_path / "sub").mkdir()
+    (tmp_path / "base.yaml").write_text("model: {name: wrn-28-10}\n")
     path = tmp_path / "sub" / "study.yaml"
     path.write_text(
         yaml.safe_dump({"base": "../base.yaml", "output": "out", "axes": {"seed": [0]}})
@@ -140,5 +141,5 @@ def test_load_sweep_resolves_paths_relative_to_the_file(tmp_path):
     assert sweep.name == "study"
     assert sweep.base == (tmp_path / "base.yaml").resolve()
     assert sweep.output == (tmp_path / "sub" / "out").resolve()
-    with pytest.raises(ConfigError, match="existing sweep YAML"):
+    with pytest.raises(ConfigError, match="an existing YAML file or a sweep's name"):
         load_sweep(tmp_path / "missing.yaml")

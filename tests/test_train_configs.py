@@ -1,36 +1,36 @@
-"""Every committed recipe loads, resolves its network and objective, builds on the meta device."""
+"""Every shipped training recipe loads, resolves its network and objective, builds on the meta
+device; the generated ones are what tools/generate_recipes.py writes."""
 
 from __future__ import annotations
 
 import filecmp
 import functools
 import runpy
-from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from robustresnet.arch import build_model
+from robustresnet.recipes import RECIPES_DIR, recipes
 from robustresnet.train import setup
 from robustresnet.train.config import load_config
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-SWEEPS = CONFIGS / "sweeps"  # sweep files (tested in test_sweep_files.py) and their base configs
-FILES = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent != SWEEPS)
-BASES = sorted(SWEEPS.glob("*-base.yaml"))
+NAMES = [recipe.name for recipe in recipes("train")]
 CLASSES = {"cifar10": 10, "cifar100": 100, "digits": 10}
 
 
 def test_the_paper_recipes_are_all_there():
-    names = {str(p.relative_to(CONFIGS)) for p in FILES}
-    assert len(names) == 2 * 3 * 13 + 2 + 1
-    assert "cifar100/mart/wrn-70-16.yaml" in names
-    assert "cifar10/advanced/robustresnet-a1.yaml" in names and "digits-demo.yaml" in names
+    assert len(NAMES) == 2 * 3 * 13 + 2 + 2  # baseline, advanced, the digits demo and study base
+    assert "cifar100/mart/wrn-70-16" in NAMES
+    assert "cifar10/advanced/robustresnet-a1" in NAMES and "digits-demo" in NAMES
 
 
 def test_generated_files_match_the_script(tmp_path):
-    runpy.run_path(str(CONFIGS / "generate.py"))["main"](tmp_path)
-    for path in tmp_path.rglob("*.yaml"):
-        assert filecmp.cmp(path, CONFIGS / path.relative_to(tmp_path), shallow=False), path
+    runpy.run_path(str(REPO / "tools" / "generate_recipes.py"))["main"](tmp_path)
+    written = sorted(tmp_path.rglob("*.yaml"))
+    assert len(written) == 2 * 3 * 13 + 2
+    for path in written:
+        assert filecmp.cmp(path, RECIPES_DIR / path.relative_to(tmp_path), shallow=False), path
 
 
 @functools.cache
@@ -38,9 +38,9 @@ def _built(spec):
     return build_model(spec, device="meta")
 
 
-@pytest.mark.parametrize("path", FILES + BASES, ids=lambda p: str(p.relative_to(CONFIGS)))
-def test_config_builds(path):
-    config = load_config(path)
+@pytest.mark.parametrize("name", NAMES)
+def test_config_builds(name):
+    config = load_config(name)
     classes = CLASSES[config.data.name]
     spec = setup.build_spec(config.model, classes, (3, 32, 32))
     assert spec.num_classes == classes
@@ -52,7 +52,7 @@ def test_config_builds(path):
 @pytest.mark.parametrize("network", ["robustresnet-a1", "wrn-a4"])
 def test_advanced_recipe_is_the_authors_trainer(network):
     """adv-main_dist.py with the README's flags, item by item (docs/authors-code.md)."""
-    config = load_config(CONFIGS / "cifar10" / "advanced" / f"{network}.yaml")
+    config = load_config(f"cifar10/advanced/{network}")
     objective = config.objective
     assert (objective.name, objective.beta, objective.label_smoothing) == ("trades", 6.0, 0.1)
     assert objective.attack_bn == "train" and objective.bn_adversarial_only
@@ -80,7 +80,7 @@ def test_advanced_recipe_is_the_authors_trainer(network):
 
 @pytest.mark.parametrize("method", ["trades", "pgd_at", "mart"])
 def test_baseline_starts_are_the_authors_losses(method):
-    objective = load_config(CONFIGS / "cifar10" / method / "wrn-a4.yaml").objective
+    objective = load_config(f"cifar10/{method}/wrn-a4").objective
     assert objective.start == "normal" and not objective.clamp_start
     assert objective.start_std == (0.001 if method == "trades" else objective.step_size)
     assert objective.attack_bn == "eval" and not getattr(objective, "bn_adversarial_only", False)

@@ -17,6 +17,7 @@ SUBCOMMANDS: list[str] = [
     "profile",
     "scale",
     "data",
+    "recipes",
     "train",
     "eval",
     "sweep",

@@ -1,4 +1,4 @@
-"""`rrn sweep SWEEP.yaml`: expand a study's axes into runs and train them, resumably."""
+"""`rrn sweep SWEEP`: expand a study's axes into runs and train them, resumably."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "sweep",
         help="run a study: many trainings over a grid of architectures and recipes",
         description=(
-            "Expand the sweep file's axes (depth/width grids, block, activation, normalisation, "
+            "SWEEP is a shipped sweep's name (`rrn recipes` lists them; one writes into "
+            "runs/NAME under the current folder) or a YAML file (a path that exists wins). "
+            "Expand its axes (depth/width grids, block, activation, normalisation, "
             "kernel size, RobustScaling targets, method, seeds, any dotted config key; zipped "
             "axes; MAC/params filters) into named runs and train each with `rrn train` into "
             "OUT/NAME. Finished runs are skipped, interrupted ones resumed, failures recorded "
@@ -28,15 +30,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "each trial's state from its run directory, whatever ran it."
         ),
         **example_epilog(
-            "rrn sweep configs/sweeps/digits-demo.yaml --dry-run",
-            "rrn sweep configs/sweeps/digits-demo.yaml --parallel 2 --report",
+            "rrn sweep digits-demo --dry-run",
+            "rrn sweep digits-demo --parallel 2 --report",
             "rrn sweep study.yaml --out runs/study --backend ray --address auto",
             "rrn sweep study.yaml --out runs/study --backend slurm",
             "rrn sweep study.yaml --out runs/study --status",
             "rrn sweep study.yaml --trainer 'torchrun --nproc-per-node 4 -m robustresnet train'",
         ),
     )
-    parser.add_argument("sweep", type=Path, help="sweep YAML file")
+    parser.add_argument("sweep", metavar="SWEEP", help="sweep name or YAML file")
     parser.add_argument(
         "--out",
         type=Path,

@@ -13,6 +13,7 @@ import yaml
 from .._files import read_yaml
 from .._units import parse_count
 from ..errors import ConfigError
+from ..recipes import find_file
 
 # Axes with a meaning of their own; any other axis must be a dotted config key (`optim.lr`).
 NAMED_AXES = (
@@ -63,10 +64,9 @@ class SweepSpec:
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
-    """Read and validate a sweep YAML file; relative paths in it are relative to the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("sweep", str(path), "an existing sweep YAML file")
+    """Read and validate a sweep YAML file, or the shipped sweep it names ("digits-demo");
+    relative paths in it are relative to the file."""
+    path = find_file(path, "sweep", field="sweep")
     raw = read_yaml(path, "sweep") or {}
     if not isinstance(raw, dict):
         raise ConfigError("sweep", type(raw).__name__, f"a mapping at the top of {path}")
@@ -79,9 +79,10 @@ def parse_sweep(raw: dict[str, Any], *, root: Path, default_name: str = "sweep")
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(unknown[0], raw[unknown[0]], f"one of the sweep keys {sorted(known)}")
-    for key in ("base", "output"):
-        if not isinstance(raw.get(key, ""), str) or (key == "base" and not raw.get(key)):
-            raise ConfigError(key, raw.get(key), "a path (relative to the sweep file)")
+    if not isinstance(raw.get("base"), str) or not raw["base"]:
+        raise ConfigError("base", raw.get("base"), "a recipe name or a path (relative to the file)")
+    if not isinstance(raw.get("output", ""), str):
+        raise ConfigError("output", raw["output"], "a path (relative to the sweep file)")
     resources = raw.get("resources") or {}
     _check_keys("resources", resources, {"num_cpus", "num_gpus", "threads", "slurm"})
     filters = raw.get("filters") or {}
@@ -96,7 +97,7 @@ def parse_sweep(raw: dict[str, Any], *, root: Path, default_name: str = "sweep")
             raise ConfigError(f"zip[{i}]", {k: len(v) for k, v in group.items()}, "equal lengths")
     spec = SweepSpec(
         name=_slug(str(raw.get("name", default_name)), "name"),
-        base=(root / str(raw["base"])).resolve(),
+        base=find_file(raw["base"], field="base", root=root).resolve(),
         overrides=_parse_overrides(raw.get("overrides")),
         axes=_parse_axes("axes", raw.get("axes") or {}),
         zipped=zipped,

@@ -94,8 +94,7 @@ def prepare_run_dir(run_dir: Path, config: ExperimentConfig, *, resume: bool) ->
 
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     header = f"# robustresnet {__version__}, git {git_sha()}, {stamp}\n"
-    body = yaml.safe_dump(config.to_dict(), sort_keys=False)
-    _guard(run_dir, saved, lambda: write_text(saved, header + body))
+    _guard(run_dir, saved, lambda: write_text(saved, header + config.to_yaml()))
 
 
 def check_same_config(run_dir: Path, config: ExperimentConfig) -> None:

@@ -22,6 +22,7 @@ from ..attacks.autoattack import parse_attacks
 from ..attacks.spec import parse_attack
 from ..data.datasets import check_options
 from ..errors import ConfigError
+from ..recipes import find_file
 from .objectives import TRADES, Objective, check_settings, objective_class
 
 NO_DECAY = ("none", "norm_and_bias", "bn_in_name")
@@ -299,6 +300,11 @@ class ExperimentConfig:
         data["objective"] = self.objective.settings()
         return _plain(data)
 
+    def to_yaml(self) -> str:
+        """The resolved config as YAML, sections in order: what a run records and
+        `rrn train --print-config` shows."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
         """Build and validate from a nested dict; unknown keys raise ConfigError."""
@@ -312,11 +318,12 @@ class ExperimentConfig:
 def load_config(
     path: str | Path | None = None, overrides: typing.Sequence[str] = ()
 ) -> ExperimentConfig:
-    """Defaults < the YAML file at `path` < `overrides` such as ``["optim.lr=0.2"]``; an
-    override ``~KEY`` removes the key (back to its default), as in Hydra."""
+    """Defaults < the YAML file at `path` (or the shipped recipe it names, e.g. "digits-demo")
+    < `overrides` such as ``["optim.lr=0.2"]``; an override ``~KEY`` removes the key (back to
+    its default), as in Hydra."""
     data: dict[str, Any] = {}
     if path is not None:
-        data = read_yaml(path)
+        data = read_yaml(find_file(path))
     for item in overrides:
         if item.startswith("~"):
             _remove_dotted(data, item[1:].strip())
