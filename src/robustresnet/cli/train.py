@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError, Stopped
-from ._common import example_epilog
+from ._common import example_epilog, print_json
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -26,6 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "rrn train configs/digits-demo.yaml",
             "rrn train configs/cifar10/trades/robustresnet-a1.yaml data.root=~/data --out runs/a1",
             "rrn train configs/digits-demo.yaml schedule.epochs=3 run.precision=bf16",
+            "rrn train configs/digits-demo.yaml run.loggers=[tensorboard,mlflow] --json",
             "rrn train --resume runs/a1",
             "torchrun --nproc-per-node 4 -m robustresnet train CONFIG --out runs/a1",
         ),
@@ -35,6 +36,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--out", type=Path, help="run directory (default: runs/CONFIG-TIME)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print {run_dir, reports} as JSON at the end (progress and epoch lines: stderr)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -53,6 +59,7 @@ def _train(args: argparse.Namespace) -> int:
     """Resolve the config, train, print the final report."""
     from ..train.checkpoint import CONFIG
     from ..train.config import load_config
+    from ..train.final import REPORT_MD, read_reports
     from ..train.trainer import train
 
     overrides = list(args.overrides)
@@ -74,8 +81,9 @@ def _train(args: argparse.Namespace) -> int:
         run_dir = train(config, run_dir, quiet=args.quiet, stop_on_signals=True)
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 reports
-    report = run_dir / "report.md"
-    if report.is_file():
-        sys.stdout.write(report.read_text(encoding="utf-8"))
+    if args.json:
+        print_json({"run_dir": str(run_dir), "reports": read_reports(run_dir)})
+        return 0
+    sys.stdout.write((run_dir / REPORT_MD).read_text(encoding="utf-8"))
     print(f"run directory: {run_dir}")
     return 0

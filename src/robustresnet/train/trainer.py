@@ -35,7 +35,8 @@ from .checkpoint import (
 )
 from .config import ExperimentConfig
 from .final import final_report, validate
-from .metrics import TensorBoard, plot_curves, write_metrics
+from .loggers import Loggers, check_loggers, open_loggers
+from .metrics import plot_curves, write_metrics
 from .optim import lr_at, momentum_at, set_lr
 
 # Steps between the ranks' comparisons of their stop flags: each is an all-reduce and, on a GPU,
@@ -93,6 +94,7 @@ def train(
     run at the next step with a checkpoint and raises Stopped (a second signal stops at once);
     the previous signal handlers are back when this returns."""
     run_dir = Path(run_dir)
+    check_loggers(config.run.loggers)  # a missing tracker package fails before any work
     device = setup.pick_device(config.run.device, int(os.environ.get("LOCAL_RANK", "0")))
     world = ddp.init(device.type, config.run.dist_timeout_minutes)
     flag = StopFlag() if stop_on_signals else None
@@ -132,13 +134,31 @@ def _run(
     if state is not None:
         check_trained_config(run_dir, state, config)
         _restore(trainer, state)
-    _fit(trainer, quiet)
-    if stop is not None:
-        stop.graceful = False  # the final evaluation saves its state after every batch
-    if world.is_main:
-        plot_curves(run_dir, trainer.history)
-    final_report(trainer, quiet=quiet)  # every rank evaluates its shard, rank 0 writes
+    with _open_loggers(trainer) as loggers:
+        _fit(trainer, quiet, loggers)
+        if stop is not None:
+            stop.graceful = False  # the final evaluation saves its state after every batch
+        if world.is_main:
+            plot_curves(run_dir, trainer.history)
+        reports = final_report(trainer, quiet=quiet)  # every rank evaluates its shard
+        loggers.log_final(reports, trainer.epoch)
     ddp.barrier(world)
+
+
+def _open_loggers(t: Trainer) -> Loggers:
+    """Rank 0's trackers (none elsewhere); when one cannot start, every rank fails."""
+    loggers, refused = Loggers([]), None
+    if t.world.is_main:
+        try:
+            loggers = open_loggers(t.config, t.run_dir, epoch=t.epoch)
+        except ConfigError as err:
+            refused = err
+    message = ddp.gather(t.world, None if refused is None else str(refused))[0]
+    if refused is not None:
+        raise refused
+    if message is not None:
+        raise RobustResNetError(message)
+    return loggers
 
 
 @contextmanager
@@ -223,14 +243,13 @@ def train_step(
     return {"loss": loss.detach(), **metrics}
 
 
-def _fit(t: Trainer, quiet: bool) -> None:
+def _fit(t: Trainer, quiet: bool, loggers: Loggers) -> None:
     """Epochs of steps; a checkpoint every `run.checkpoint_every` steps and after each epoch, and
     at the step where a stop signal is noticed, which then raises Stopped."""
     cfg = t.config
     per_epoch = len(t.data.loader)
     total = cfg.schedule.epochs * per_epoch
     bar = progress(total=total, initial=t.step, quiet=quiet or not t.world.is_main, unit="step")
-    tensorboard = TensorBoard(t.run_dir, cfg.run.tensorboard and t.world.is_main)
     _first_step_bn_momentum(t)
     try:
         _stop_if_signalled(t, agree=True)  # a signal while setting up: the saved state is current
@@ -259,11 +278,10 @@ def _fit(t: Trainer, quiet: bool) -> None:
                     _checkpoint(t)
                 _stop_if_signalled(t, signum=signum)
             t.sums["time"] = t.sums.get("time", 0.0) + time.perf_counter() - start
-            _end_epoch(t, per_epoch, quiet, tensorboard)
+            _end_epoch(t, per_epoch, quiet, loggers)
             _stop_if_signalled(t, agree=True)
     finally:
         bar.close()
-        tensorboard.close()
 
 
 def _stop_signal(t: Trainer, *, agree: bool) -> int:
@@ -336,8 +354,8 @@ def _accumulate(sums: dict[str, Any], metrics: dict[str, Any], n: int) -> None:
         sums[key] = sums.get(key, 0.0) + value * n
 
 
-def _end_epoch(t: Trainer, per_epoch: int, quiet: bool, tb: TensorBoard) -> None:
-    """Epoch summary, validation, best weights, metrics files and the epoch's checkpoint."""
+def _end_epoch(t: Trainer, per_epoch: int, quiet: bool, loggers: Loggers) -> None:
+    """Epoch summary, validation, best weights, metrics files, trackers and the checkpoint."""
     t.epoch += 1
     t.mid_epoch = False
     sums = _reduce_sums(t)
@@ -355,7 +373,7 @@ def _end_epoch(t: Trainer, per_epoch: int, quiet: bool, tb: TensorBoard) -> None
     t.history.append(row)
     if t.world.is_main:
         write_metrics(t.run_dir, t.history)
-        tb.log(row)
+        loggers.log_epoch(row)
         if not quiet:
             print(_format_row(row, t.config.schedule.epochs), file=sys.stderr, flush=True)
     _checkpoint(t, best=improved)
