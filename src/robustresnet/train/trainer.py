@@ -6,7 +6,6 @@ import json
 import math
 import os
 import shlex
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 
 from .._lock import folder_lock
-from .._progress import progress
+from .._progress import progress, write_line
 from .._stop import Interrupt, StopFlag, on_stop_signals, signal_name
 from ..arch.compat import save_weights
 from ..errors import CheckpointError, ConfigError, FolderInUseError, RobustResNetError, Stopped
@@ -375,7 +374,7 @@ def _end_epoch(t: Trainer, per_epoch: int, quiet: bool, loggers: Loggers) -> Non
         write_metrics(t.run_dir, t.history)
         loggers.log_epoch(row)
         if not quiet:
-            print(_format_row(row, t.config.schedule.epochs), file=sys.stderr, flush=True)
+            write_line(_format_row(row, t.config.schedule.epochs))  # above the progress bar
     _checkpoint(t, best=improved)
 
 
