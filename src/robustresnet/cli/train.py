@@ -84,6 +84,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"run_dir": str(run_dir), "reports": read_reports(run_dir)})
         return 0
-    sys.stdout.write((run_dir / REPORT_MD).read_text(encoding="utf-8"))
+    report = run_dir / REPORT_MD
+    if report.is_file():
+        sys.stdout.write(report.read_text(encoding="utf-8"))
     print(f"run directory: {run_dir}")
     return 0
