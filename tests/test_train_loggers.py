@@ -164,7 +164,7 @@ def test_mlflow_file_store_in_the_run_holds_the_config_rows_and_final_report(tra
         assert found.data.metrics[f"test_{attack}"] == pytest.approx(accuracy)
 
 
-def test_a_resumed_run_continues_its_tracker_runs(tmp_path, monkeypatch):
+def test_a_resumed_run_continues_its_tracker_runs(tmp_path, monkeypatch, request):
     """A process killed after logging epoch 2 but before its checkpoint: the resume from epoch 1
     logs epoch 2 again, into the same W&B and MLflow runs; TensorBoard drops the first copy."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -172,6 +172,9 @@ def test_a_resumed_run_continues_its_tracker_runs(tmp_path, monkeypatch):
     for key, value in _tracker_env(tmp_path).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("WANDB_CONSOLE", "off")  # leave pytest's capture of stdout alone
+    import wandb
+
+    request.addfinalizer(wandb.teardown)  # W&B's service process ends with the test, not pytest
     run = tmp_path / "run"
     run.mkdir()
     config = tiny_config(run={"loggers": ALL})
