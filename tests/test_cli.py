@@ -1,4 +1,4 @@
-"""The `rrn` entry point: every subcommand has --help with an example."""
+"""The `rrn` entry point: every subcommand has --help with an example and --json."""
 
 from __future__ import annotations
 
@@ -21,6 +21,24 @@ def test_every_subcommand_has_help_with_example(name):
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices[name]
     assert "examples:" in sub.format_help()
+
+
+def _commands(parser, prefix=()):
+    """(words, parser) of each command that does something: `data info`, not `data`."""
+    actions = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    if not actions:
+        yield prefix, parser
+        return
+    for name, sub in actions[0].choices.items():
+        yield from _commands(sub, (*prefix, name))
+
+
+def test_every_command_prints_its_result_as_json_when_asked():
+    """Each is tested with json.loads where it runs (test_cli_arch, test_train_loggers, ...)."""
+    commands = dict(_commands(build_parser()))
+    assert ("data", "info") in commands and ("train",) in commands
+    for words, parser in commands.items():
+        assert "--json" in parser._option_string_actions, " ".join(words)
 
 
 def test_version_names_the_package_torch_and_the_device(capsys):

@@ -36,8 +36,11 @@ def test_shards_merged_equal_one_process_and_misfits_are_named(run_dir, tmp_path
     for i, part in enumerate(parts):
         args = ["eval", str(run_dir), *ATTACKS, "--quiet", "--shard", f"{i}/3", "--out", str(part)]
         assert main(args) == 0
-    assert main(["eval", "merge", *map(str, parts), "--out", str(tmp_path / "all")]) == 0
+    capsys.readouterr()
+    assert main(["eval", "merge", *map(str, parts), "--out", str(tmp_path / "all"), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
     merged, one = _report(tmp_path / "all"), _report(tmp_path / "one")
+    assert printed["flags"] == merged["flags"]
     assert merged["flags"] == one["flags"] and merged["samples"]["n"] == one["samples"]["n"]
     capsys.readouterr()
     assert main(["eval", "merge", str(parts[0]), str(parts[2]), "--out", str(tmp_path / "x")]) == 2

@@ -55,12 +55,38 @@ def test_eps_fraction_strings_and_no_unit_guessing():
         ("schedule.kind=linear", "schedule.kind"),
         ("data.extra_fraction=0.7", "data.extra"),
         ("noequals", "override"),
+        ("run.loggers=[neptune]", "run.loggers"),
+        ("run.loggers=wandb", "run.loggers"),  # a list, even of one
+        ("run.loggers=[wandb, wandb]", "run.loggers"),
+        ("run.wandb.projekt=x", "run.wandb.projekt"),
+        ("run.mlflow=off", "run.mlflow"),
     ],
 )
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError) as err:
         load_config(None, ["model.name=wrn-28-10", override])
     assert err.value.field == key
+
+
+def test_trackers_and_their_settings():
+    config = load_config(None, [MODEL, "run.loggers=[mlflow, wandb]", "run.wandb.project=study"])
+    assert config.run.loggers == ("mlflow", "wandb") and config.run.wandb.project == "study"
+    assert config.run.mlflow.experiment == "robustresnet"  # the default
+
+
+@pytest.mark.parametrize(
+    ("old", "loggers"),
+    [
+        ({"tensorboard": False}, ()),
+        ({"tensorboard": True}, ("tensorboard",)),
+        ({"tensorboard": True, "loggers": ["wandb"]}, ("wandb", "tensorboard")),
+    ],
+)
+def test_an_earlier_versions_run_tensorboard_reads_as_run_loggers(old, loggers):
+    """Run directories written before run.loggers still load (rrn eval, report, --resume)."""
+    data = {"model": {"name": "wrn-28-10"}, "run": dict(old)}
+    assert ExperimentConfig.from_dict(data).run.loggers == loggers
+    assert data["run"] == old  # the caller's dict is left as it was
 
 
 def test_model_needs_exactly_one_source(tmp_path):

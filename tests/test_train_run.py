@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+import yaml
 from _train_helpers import tiny_config, tiny_dict, write_config
 from safetensors.torch import load_file
 
@@ -71,6 +72,20 @@ def test_a_run_moved_to_another_folder_resumes(tmp_path):
     train(config, tmp_path / "moved", resume=True, quiet=True)
     report = json.loads((tmp_path / "moved" / "report.json").read_text())
     assert report["model"] == "moved" and report["complete"]
+
+
+def test_a_run_written_with_run_tensorboard_by_an_earlier_version_resumes(tmp_path, capsys):
+    run = train(tiny_config(schedule={"epochs": 1}), tmp_path / "run", quiet=True)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    for key in ("loggers", "wandb", "mlflow"):
+        del config["run"][key]
+    config["run"]["tensorboard"] = False  # as config.yaml and checkpoints used to say
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    state_path = run / json.loads((run / "checkpoint.json").read_text())["state"]
+    state = torch.load(state_path, weights_only=True)
+    state["config"] = config
+    torch.save(state, state_path)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0, capsys.readouterr().err
 
 
 def test_missing_dataset_writes_nothing(tmp_path):

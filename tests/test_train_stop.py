@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -102,7 +103,10 @@ def test_a_second_signal_while_stopping_stops_at_once_keeping_the_last_checkpoin
     with pytest.raises(Stopped) as stop:
         train(ExperimentConfig.from_dict(DATA), run, quiet=True, stop_on_signals=True)
     assert stop.value.exit_code == 130
-    assert str(stop.value).startswith("stopped by a second SIGINT at once; the last complete")
+    assert str(stop.value) == (
+        "stopped by a second SIGINT at once; the last complete checkpoint is kept; "
+        f"resume with: rrn train --resume {run}"
+    )
     assert load_checkpoint(run)["step"] == 10  # the end of epoch 1
 
 
@@ -141,6 +145,35 @@ def test_rrn_train_on_sigterm_checkpoints_exits_143_and_resumes_exactly(tmp_path
     assert load_checkpoint(run)["step"] == int(found.group(1))
     subprocess.run([*RRN_TRAIN, "--resume", str(run)], env=ENV, check=True, capture_output=True)
     _assert_same_run(run, straight)
+
+
+def test_rrn_train_json_on_ctrl_c_prints_nothing_on_stdout_exits_130_and_the_resume_command(
+    tmp_path,
+):
+    """The resume command is printed ready to paste: a folder with a space is quoted."""
+    config = write_config(tmp_path / "tiny.yaml", DATA)
+    run = tmp_path / "my runs" / "a1"
+    proc = subprocess.Popen(
+        [*RRN_TRAIN, str(config), "--out", str(run), "--json"],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: (run / "checkpoint.json").exists(), proc, "first checkpoint")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert out == "" and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    stopped = r"rrn train: stopped by SIGINT at step (\d+) \((end of )?epoch \d\)"
+    found = re.fullmatch(stopped + "; resume with: (.*)", line)
+    assert found, line
+    assert int(found.group(1)) == load_checkpoint(run)["step"]
+    assert shlex.split(found.group(3)) == ["rrn", "train", "--resume", str(run)]
 
 
 def test_a_run_directory_is_used_by_one_process_at_a_time(tmp_path):

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError, Stopped
-from ._common import example_epilog
+from ._common import example_epilog, print_json
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -28,6 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "rrn train digits-demo schedule.epochs=3 run.precision=bf16",
             "rrn train digits-demo optim.lr=0.2 --print-config > my-recipe.yaml",
             "rrn train my-recipe.yaml",
+            "rrn train digits-demo run.loggers=[tensorboard,mlflow] --json",
             "rrn train --resume runs/a1",
             "torchrun --nproc-per-node 4 -m robustresnet train RECIPE --out runs/a1",
         ),
@@ -49,6 +50,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="print the resolved config (overrides applied) as YAML and exit; train nothing",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print {run_dir, reports} as JSON at the end (progress and epoch lines: stderr)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -70,6 +76,7 @@ def _train(args: argparse.Namespace) -> int:
     from ..train.checkpoint import CONFIG
     from ..train.config import load_config
     from ..train.distributed import detect_world
+    from ..train.final import REPORT_MD, read_reports
     from ..train.trainer import train
 
     overrides = list(args.overrides)
@@ -92,7 +99,10 @@ def _train(args: argparse.Namespace) -> int:
         run_dir = train(config, run_dir, quiet=args.quiet, stop_on_signals=True)
     if not detect_world().is_main:
         return 0  # rank 0 reports
-    report = run_dir / "report.md"
+    if args.json:
+        print_json({"run_dir": str(run_dir), "reports": read_reports(run_dir)})
+        return 0
+    report = run_dir / REPORT_MD
     if report.is_file():
         sys.stdout.write(report.read_text(encoding="utf-8"))
     print(f"run directory: {run_dir}")

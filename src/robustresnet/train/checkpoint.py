@@ -11,6 +11,7 @@ RUN_DIR/
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import time
@@ -116,7 +117,12 @@ def check_trained_config(run_dir: Path, state: dict[str, Any], config: Experimen
     (config.yaml edited by hand since, which the check against config.yaml cannot see)."""
     if "config" not in state:
         return  # a checkpoint from before configs were saved in it
-    changed = config_diff(state["config"], config.to_dict())
+    trained = state["config"]
+    # In today's keys with today's defaults, as config.yaml is read; a config this version
+    # cannot read is compared as it is, and the difference names the keys.
+    with contextlib.suppress(ConfigError):
+        trained = ExperimentConfig.from_dict(trained).to_dict()
+    changed = config_diff(trained, config.to_dict())
     if changed:
         raise ConfigError(
             "resume",

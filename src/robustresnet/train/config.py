@@ -35,6 +35,7 @@ MAX_THREADS = 4096
 # The loader holds an epoch's image indices (8 bytes each): 2^26 of them are 512 MiB.
 MAX_EPOCH_IMAGES = 2**26
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+LOGGERS = ("tensorboard", "wandb", "mlflow")  # experiment trackers (train/loggers.py)
 
 # Each field is given in explicit units: eps and step sizes are fractions of the [0, 1] pixel range
 # (write "8/255"), epochs are counts, rotation is in degrees.
@@ -237,8 +238,26 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class WandbConfig:
+    """Weights & Biases settings (`run.loggers: [wandb]`); the run is named after the run
+    directory, and WANDB_MODE=offline keeps it on disk."""
+
+    project: str | None = None  # None: $WANDB_PROJECT, else robustresnet
+    entity: str | None = None  # None: the account's default team or user
+    group: str | None = None  # e.g. one group for a sweep's seeds
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    """MLflow settings (`run.loggers: [mlflow]`); the run is named after the run directory."""
+
+    experiment: str = "robustresnet"
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else a file store RUN_DIR/mlruns
+
+
+@dataclass(frozen=True)
 class RunConfig:
-    """How the run executes: seed, batch, precision, device, checkpoints."""
+    """How the run executes: seed, batch, precision, device, checkpoints, trackers."""
 
     seed: int = 0
     batch_size: int = 128  # global batch (split across ranks)
@@ -249,7 +268,9 @@ class RunConfig:
     device: str = "auto"  # auto: cuda when available (the local rank's GPU), else cpu
     checkpoint_every: int = 0  # also checkpoint every N steps mid-epoch; 0: at epoch ends only
     threads: int | None = None  # torch CPU threads; None: torch's default
-    tensorboard: bool = False  # write TensorBoard scalars when tensorboard is installed
+    loggers: tuple[str, ...] = ()  # experiment trackers: any of tensorboard, wandb, mlflow
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     dist_timeout_minutes: float = 24 * 60.0  # how long a collective waits (the final AutoAttack)
 
     def __post_init__(self) -> None:
@@ -260,6 +281,10 @@ class RunConfig:
         _check_range("run.checkpoint_every", self.checkpoint_every, 0, MAX_COUNT)
         if self.threads is not None:
             _check_range("run.threads", self.threads, 1, MAX_THREADS)
+        for name in self.loggers:
+            _check_choice("run.loggers", name, LOGGERS)
+        if len(set(self.loggers)) != len(self.loggers):
+            raise ConfigError("run.loggers", list(self.loggers), "each tracker named once")
         _check_range("run.dist_timeout_minutes", self.dist_timeout_minutes, 1.0, None)
 
 
@@ -307,8 +332,9 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
-        """Build and validate from a nested dict; unknown keys raise ConfigError."""
-        return _build(cls, data, "")
+        """Build and validate from a nested dict (older keys upgraded); unknown keys raise
+        ConfigError."""
+        return _build(cls, _upgrade(data), "")
 
     def replace(self, **sections: Any) -> ExperimentConfig:
         """A copy with whole sections replaced."""
@@ -371,6 +397,21 @@ def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[
         elif va != vb:
             out.append(name)
     return out
+
+
+def _upgrade(data: Any) -> Any:
+    """A config dict written by an earlier version, in today's keys, so that its run directories
+    still load and resume: `run.tensorboard: true` is `run.loggers: [..., tensorboard]` (false:
+    no change). `data` itself is left as it is."""
+    run = data.get("run") if isinstance(data, dict) else None
+    if not isinstance(run, dict) or "tensorboard" not in run:
+        return data
+    run = dict(run)
+    if run.pop("tensorboard") is True:
+        loggers = run.get("loggers") or []
+        if isinstance(loggers, (list, tuple)) and "tensorboard" not in loggers:
+            run["loggers"] = [*loggers, "tensorboard"]
+    return {**data, "run": run}
 
 
 def _override_value(key: str, text: str) -> Any:

@@ -1,4 +1,4 @@
-"""Per-epoch metrics: metrics.jsonl, metrics.csv, optional TensorBoard, and curves.png."""
+"""Per-epoch metrics: metrics.jsonl, metrics.csv and curves.png (trackers: loggers.py)."""
 
 from __future__ import annotations
 
@@ -26,32 +26,6 @@ def write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_text(run_dir / CSV, buffer.getvalue())
-
-
-class TensorBoard:
-    """Scalars to RUN_DIR/tensorboard when the `tensorboard` package is installed, else nothing."""
-
-    def __init__(self, run_dir: Path, enabled: bool) -> None:
-        self.writer = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                return
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
-
-    def log(self, row: dict[str, Any]) -> None:
-        """Every numeric field of `row` at its epoch."""
-        if self.writer is None:
-            return
-        for key, value in row.items():
-            if isinstance(value, (int, float)) and key != "epoch":
-                self.writer.add_scalar(key, value, row["epoch"])
-        self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
 
 def plot_curves(run_dir: Path, rows: list[dict[str, Any]]) -> Path:

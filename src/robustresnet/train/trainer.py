@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import shlex
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
@@ -17,7 +16,7 @@ import torch
 from torch import nn
 
 from .._lock import folder_lock
-from .._progress import progress
+from .._progress import progress, write_line
 from .._stop import Interrupt, StopFlag, on_stop_signals, signal_name
 from ..arch.compat import save_weights
 from ..errors import CheckpointError, ConfigError, FolderInUseError, RobustResNetError, Stopped
@@ -34,7 +33,8 @@ from .checkpoint import (
 )
 from .config import ExperimentConfig
 from .final import final_report, validate
-from .metrics import TensorBoard, plot_curves, write_metrics
+from .loggers import Loggers, check_loggers, open_loggers
+from .metrics import plot_curves, write_metrics
 from .optim import lr_at, momentum_at, set_lr
 
 # Steps between the ranks' comparisons of their stop flags: each is an all-reduce and, on a GPU,
@@ -92,6 +92,7 @@ def train(
     run at the next step with a checkpoint and raises Stopped (a second signal stops at once);
     the previous signal handlers are back when this returns."""
     run_dir = Path(run_dir)
+    check_loggers(config.run.loggers)  # a missing tracker package fails before any work
     device = setup.pick_device(config.run.device, ddp.detect_world().local_rank)
     world = ddp.init(device.type, config.run.dist_timeout_minutes)
     flag = StopFlag() if stop_on_signals else None
@@ -131,13 +132,31 @@ def _run(
     if state is not None:
         check_trained_config(run_dir, state, config)
         _restore(trainer, state)
-    _fit(trainer, quiet)
-    if stop is not None:
-        stop.graceful = False  # the final evaluation saves its state after every batch
-    if world.is_main:
-        plot_curves(run_dir, trainer.history)
-    final_report(trainer, quiet=quiet)  # every rank evaluates its shard, rank 0 writes
+    with _open_loggers(trainer) as loggers:
+        _fit(trainer, quiet, loggers)
+        if stop is not None:
+            stop.graceful = False  # the final evaluation saves its state after every batch
+        if world.is_main:
+            plot_curves(run_dir, trainer.history)
+        reports = final_report(trainer, quiet=quiet)  # every rank evaluates its shard
+        loggers.log_final(reports, trainer.epoch)
     ddp.barrier(world)
+
+
+def _open_loggers(t: Trainer) -> Loggers:
+    """Rank 0's trackers (none elsewhere); when one cannot start, every rank fails."""
+    loggers, refused = Loggers([]), None
+    if t.world.is_main:
+        try:
+            loggers = open_loggers(t.config, t.run_dir, epoch=t.epoch)
+        except ConfigError as err:
+            refused = err
+    message = ddp.gather(t.world, None if refused is None else str(refused))[0]
+    if refused is not None:
+        raise refused
+    if message is not None:
+        raise RobustResNetError(message)
+    return loggers
 
 
 @contextmanager
@@ -222,14 +241,13 @@ def train_step(
     return {"loss": loss.detach(), **metrics}
 
 
-def _fit(t: Trainer, quiet: bool) -> None:
+def _fit(t: Trainer, quiet: bool, loggers: Loggers) -> None:
     """Epochs of steps; a checkpoint every `run.checkpoint_every` steps and after each epoch, and
     at the step where a stop signal is noticed, which then raises Stopped."""
     cfg = t.config
     per_epoch = len(t.data.loader)
     total = cfg.schedule.epochs * per_epoch
     bar = progress(total=total, initial=t.step, quiet=quiet or not t.world.is_main, unit="step")
-    tensorboard = TensorBoard(t.run_dir, cfg.run.tensorboard and t.world.is_main)
     _first_step_bn_momentum(t)
     try:
         _stop_if_signalled(t, agree=True)  # a signal while setting up: the saved state is current
@@ -258,11 +276,10 @@ def _fit(t: Trainer, quiet: bool) -> None:
                     _checkpoint(t)
                 _stop_if_signalled(t, signum=signum)
             t.sums["time"] = t.sums.get("time", 0.0) + time.perf_counter() - start
-            _end_epoch(t, per_epoch, quiet, tensorboard)
+            _end_epoch(t, per_epoch, quiet, loggers)
             _stop_if_signalled(t, agree=True)
     finally:
         bar.close()
-        tensorboard.close()
 
 
 def _stop_signal(t: Trainer, *, agree: bool) -> int:
@@ -335,8 +352,8 @@ def _accumulate(sums: dict[str, Any], metrics: dict[str, Any], n: int) -> None:
         sums[key] = sums.get(key, 0.0) + value * n
 
 
-def _end_epoch(t: Trainer, per_epoch: int, quiet: bool, tb: TensorBoard) -> None:
-    """Epoch summary, validation, best weights, metrics files and the epoch's checkpoint."""
+def _end_epoch(t: Trainer, per_epoch: int, quiet: bool, loggers: Loggers) -> None:
+    """Epoch summary, validation, best weights, metrics files, trackers and the checkpoint."""
     t.epoch += 1
     t.mid_epoch = False
     sums = _reduce_sums(t)
@@ -354,9 +371,9 @@ def _end_epoch(t: Trainer, per_epoch: int, quiet: bool, tb: TensorBoard) -> None
     t.history.append(row)
     if t.world.is_main:
         write_metrics(t.run_dir, t.history)
-        tb.log(row)
+        loggers.log_epoch(row)
         if not quiet:
-            print(_format_row(row, t.config.schedule.epochs), file=sys.stderr, flush=True)
+            write_line(_format_row(row, t.config.schedule.epochs))  # above the progress bar
     _checkpoint(t, best=improved)
 
 
