@@ -120,7 +120,7 @@ def test_bad_sweep_files_name_the_field(raw, field):
     ("time", "minutes"), [(30, 30), ("2:00:00", 120), ("1-00:00:30", 1441), ("0:00:10", 1)]
 )
 def test_slurm_time_limits_in_slurm_forms_are_whole_minutes(time, minutes):
-    sweep = parse_sweep({"base": "b.yaml", "resources": {"slurm": {"time": time}}}, root=Path("/"))
+    sweep = _sweep(resources={"slurm": {"time": time}})
     assert sweep.slurm.time_minutes == minutes
 
 
