@@ -123,17 +123,25 @@ def _start(*args: str) -> subprocess.Popen:
     )
 
 
+def _stop_after_first_checkpoint(run: Path, sig: int, *args: str) -> tuple[int, str, str]:
+    """`rrn train ARGS` sent `sig` once `run` has a checkpoint: (exit code, stdout, stderr)."""
+    proc = subprocess.Popen(
+        [*RRN_TRAIN, *args], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for(lambda: (run / "checkpoint.json").exists(), proc, "first checkpoint")
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    return proc.returncode, out, err
+
+
 def test_rrn_train_on_sigterm_checkpoints_exits_143_and_resumes_exactly(tmp_path, straight):
     config = write_config(tmp_path / "tiny.yaml", DATA)
     run = tmp_path / "run"
-    proc = _start(str(config), "--out", str(run))
-    try:
-        wait_for(lambda: (run / "checkpoint.json").exists(), proc, "first checkpoint")
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 143, err
+    code, _, err = _stop_after_first_checkpoint(run, signal.SIGTERM, str(config), "--out", str(run))
+    assert code == 143, err
     assert "Traceback" not in err
     line = err.strip().splitlines()[-1]
     found = re.fullmatch(
@@ -153,20 +161,10 @@ def test_rrn_train_json_on_ctrl_c_prints_nothing_on_stdout_exits_130_and_the_res
     """The resume command is printed ready to paste: a folder with a space is quoted."""
     config = write_config(tmp_path / "tiny.yaml", DATA)
     run = tmp_path / "my runs" / "a1"
-    proc = subprocess.Popen(
-        [*RRN_TRAIN, str(config), "--out", str(run), "--json"],
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    code, out, err = _stop_after_first_checkpoint(
+        run, signal.SIGINT, str(config), "--out", str(run), "--json"
     )
-    try:
-        wait_for(lambda: (run / "checkpoint.json").exists(), proc, "first checkpoint")
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, err
+    assert code == 130, err
     assert out == "" and "Traceback" not in err
     line = err.strip().splitlines()[-1]
     stopped = r"rrn train: stopped by SIGINT at step (\d+) \((end of )?epoch \d\)"
