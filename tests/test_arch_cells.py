@@ -137,3 +137,21 @@ def test_unknown_kind_and_missing_field(tmp_path):
     del data["layers"]
     with pytest.raises(ConfigError, match="layers"):
         CellNetSpec.from_dict(data)
+
+
+# One epoch leaves a tiny network whose sanity check may flag the attack: not what this tests.
+@pytest.mark.filterwarnings("ignore:PGD-10 robust accuracy")
+def test_trains_and_evaluates_end_to_end(tmp_path, capsys):
+    """`train` a reduced AdvRush on digits from a spec dict, then `rrn eval` its run directory."""
+    from _train_helpers import tiny_config
+
+    from robustresnet import train
+    from robustresnet.cli import main
+
+    spec = _tiny("advrush", layers=3, input_size=8).to_dict()
+    config = tiny_config(model={"spec": spec}, schedule={"epochs": 1})
+    run = train(config, tmp_path / "run", quiet=True)
+    assert isinstance(load_spec(tmp_path / "run" / "arch.yaml"), CellNetSpec) and run is not None
+    args = ["eval", str(tmp_path / "run"), "--data", "digits", "-n", "16", "--json", "--quiet"]
+    assert main([*args, "--attacks", "clean,pgd5", "--out", str(tmp_path / "eval")]) == 0
+    assert '"complete": true' in capsys.readouterr().out
