@@ -37,10 +37,14 @@ def _entry(preset: str):
         return _build_model(_zoo.get_spec(preset, **overrides), device=device, dtype=dtype)
 
     spec = _zoo.PRESETS[preset]
-    block = ", ".join(dict.fromkeys(s.block for s in spec.stages))
+    if hasattr(spec, "stages"):
+        block = ", ".join(dict.fromkeys(s.block for s in spec.stages))
+        shape = f"{block}, depths {list(spec.depths)}, widths {list(spec.planes)}"
+    else:  # a NAS cell network (activation is not an option there)
+        shape = f"{spec.layout} cells, {spec.layers} layers of {spec.init_channels} channels"
     entry.__name__ = entry.__qualname__ = preset.replace("-", "_")
     entry.__doc__ = (
-        f"{preset}: {block}, depths {list(spec.depths)}, widths {list(spec.planes)}.\n\n"
+        f"{preset}: {shape}.\n\n"
         "Keyword options: num_classes, activation (one for every stage, e.g. 'silu'), mean / std\n"
         "(in-model input normalisation: numbers or 'cifar10'), device, dtype (device='meta'\n"
         "builds without memory); pretrained=True is refused: no weights are published yet."

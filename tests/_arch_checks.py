@@ -32,8 +32,9 @@ def randomise_batchnorms(module: torch.nn.Module, seed: int = 1) -> torch.nn.Mod
     with torch.no_grad():
         for m in module.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5, generator=generator)
-                m.bias.normal_(0.0, 0.2, generator=generator)
+                if m.affine:
+                    m.weight.uniform_(0.5, 1.5, generator=generator)
+                    m.bias.normal_(0.0, 0.2, generator=generator)
                 if m.running_mean is not None:
                     m.running_mean.normal_(0.0, 0.2, generator=generator)
                     m.running_var.uniform_(0.5, 1.5, generator=generator)

@@ -11,6 +11,9 @@ from _arch_checks import check_trains
 from robustresnet import ArchSpec, ConfigError, build_model, get_spec, resolve_spec
 from robustresnet.arch.zoo import PRESETS
 
+# The residual presets (the NAS cell baselines are tested in test_arch_cells.py).
+RESIDUAL = sorted(name for name, spec in PRESETS.items() if isinstance(spec, ArchSpec))
+
 # Published #P (paper-facts.md), compared at the printed precision.
 PUBLISHED_PARAMS = {
     "robustresnet-a1": "19.2M",
@@ -38,7 +41,8 @@ def test_robust_res_block_wrn_28_10_parameter_count():
 def test_zoo_lists_the_paper_presets():
     expected = {f"robustresnet-a{i}" for i in range(1, 5)} | {f"wrn-a{i}" for i in range(1, 5)}
     expected |= {"wrn-28-10", "wrn-34-10", "wrn-34-12", "wrn-34-r", "wrn-46-14", "wrn-70-16"}
-    assert set(PRESETS) == expected | {"preactresnet-18"}
+    nas = {"robnet-large-v2", "advrush", "racl"}
+    assert set(PRESETS) == expected | {"preactresnet-18"} | nas
 
 
 def _tiny(spec: ArchSpec) -> ArchSpec:
@@ -55,7 +59,7 @@ def _tiny(spec: ArchSpec) -> ArchSpec:
     return spec.replace(stages=stages, stem_channels=8)
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", RESIDUAL)
 def test_preset_builds_on_meta_and_trains_at_tiny_width(name):
     spec = get_spec(name)
     full = build_model(spec, device="meta")

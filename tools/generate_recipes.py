@@ -1,7 +1,8 @@
 """Write the paper's training recipes into the package, one YAML per run:
 `python tools/generate_recipes.py [OUT]` (default: src/robustresnet/recipes).
 
-Baseline (BAT): CIFAR-10 / CIFAR-100 x TRADES / PGD-AT / MART x the networks of the paper's tables.
+Baseline (BAT): CIFAR-10 / CIFAR-100 x TRADES / PGD-AT / MART x the networks of the paper's tables,
+and TRADES for the NAS baselines of its main table (RobNet-large-v2, AdvRush, RACL).
 Advanced (AAT): CIFAR-10, RobustResNet-A1 and WRN-A4. The digits recipes and the sweeps are
 written by hand. Each file's first line is its one-line description (`rrn recipes` shows it).
 """
@@ -23,6 +24,8 @@ NETWORKS = (
     "wrn-46-14",
     "wrn-70-16",
 )
+# The NAS baselines of the main table (paper Table 2): TRADES only, as published.
+NAS_BASELINES = ("robnet-large-v2", "advrush", "racl")
 # The starts of the authors' baseline losses (core/losses/*.py): x + 0.001 N(0, 1) for TRADES,
 # x + step_size N(0, 1) for PGD-AT and MART, the first gradient taken there unclamped.
 OBJECTIVES = {
@@ -131,7 +134,8 @@ def main(out: Path = RECIPES) -> None:
     """Write every recipe under `out` (default: the package's recipes folder)."""
     for dataset in ("cifar10", "cifar100"):
         for objective in OBJECTIVES:
-            for network in NETWORKS:
+            networks = NETWORKS + NAS_BASELINES if objective == "trades" else NETWORKS
+            for network in networks:
                 title = f"{network} on {dataset}, {objective}, the paper's baseline recipe"
                 path = out / dataset / objective / f"{network}.yaml"
                 write(path, baseline(dataset, objective, network), title)

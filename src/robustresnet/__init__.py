@@ -3,6 +3,7 @@
 from ._malloc import keep_freed_memory
 from .arch import (
     ArchSpec,
+    CellNetSpec,
     StageSpec,
     build_model,
     get_spec,
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArchSpec",
+    "CellNetSpec",
     "StageSpec",
     "build_model",
     "get_spec",

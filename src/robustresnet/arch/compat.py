@@ -29,6 +29,7 @@ from ..errors import CheckpointError, in_file
 from .network import build_model
 from .profile import profile
 from .spec import ArchSpec
+from .specs import Spec, spec_from_dict
 
 # Keys under which training scripts nest the state_dict, most specific first.
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "module")
@@ -200,8 +201,8 @@ def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
-def metadata_spec(path: str | os.PathLike) -> ArchSpec | None:
-    """The ArchSpec that `save_weights` stores in a safetensors file's metadata (None: none)."""
+def metadata_spec(path: str | os.PathLike) -> Spec | None:
+    """The spec that `save_weights` stores in a safetensors file's metadata (None: none)."""
     try:
         with safe_open(str(path), framework="pt") as f:
             arch = (f.metadata() or {}).get("arch")
@@ -215,18 +216,19 @@ def metadata_spec(path: str | os.PathLike) -> ArchSpec | None:
         reason = err if isinstance(err, ValueError) else "nested too deeply"
         raise CheckpointError(f"{path}: its arch metadata is not valid JSON ({reason})") from None
     with in_file(f"{path} (arch metadata)"):
-        return ArchSpec.from_dict(data)
+        return spec_from_dict(data)
 
 
-def load_model(spec: ArchSpec, state: Mapping[str, torch.Tensor], source: str) -> nn.Module:
+def load_model(spec: Spec, state: Mapping[str, torch.Tensor], source: str) -> nn.Module:
     """The network of `spec` holding the tensors `state` (read from `source`).
 
     Checked against the file before anything is allocated: the spec's parameters, counted
     without building it, must be among the file's values, so a spec far larger than its file
     (hostile metadata, a wrong --arch or --num-classes) fails here instead of allocating."""
     values = sum(t.numel() for t in state.values())
-    blocks = sum(spec.depths)
-    if blocks > len(state):  # every block holds at least one tensor; bounds the counting below
+    # every block (cell) holds at least one tensor; bounds the counting below
+    blocks = sum(spec.depths) if isinstance(spec, ArchSpec) else spec.layers
+    if blocks > len(state):
         raise CheckpointError(
             f"{source} does not fit the spec: {blocks} blocks but only {len(state)} tensors"
         )

@@ -1,4 +1,5 @@
-"""`build_model(spec)`: stem, stages and head assembled from an `ArchSpec`.
+"""`build_model(spec)`: stem, stages and head assembled from an `ArchSpec` (cell networks:
+`cellnet.py`).
 
 Input images are float in [0, 1], NCHW; the model returns logits. Module names are the authors'
 (`stem_conv`, `blocks.N.layer.M`, `norm1`, `fc`) and RobustBench's (`mu`, `sigma`), so their
@@ -13,9 +14,12 @@ import torch
 from torch import nn
 
 from .blocks import BLOCKS, make_stage
+from .cellnet import CellNetwork
+from .cellspec import CellNetSpec
 from .fuse import fuse
 from .layers import ACTIVATIONS, NORMS
 from .spec import ArchSpec
+from .specs import Spec
 
 
 class RobustResNet(nn.Module):
@@ -87,8 +91,12 @@ def reference_init(model: nn.Module) -> None:
             m.bias.zero_()
 
 
-def build_model(spec: ArchSpec, *, device=None, dtype=None) -> RobustResNet:
-    """The network of `spec`; `device="meta"` builds even the largest one instantly, no memory."""
+def build_model(spec: Spec, *, device=None, dtype=None) -> RobustResNet | CellNetwork:
+    """The network of `spec` (an `ArchSpec` or a `CellNetSpec`); `device="meta"` builds even the
+    largest one instantly, no memory."""
+    if isinstance(spec, CellNetSpec):
+        return CellNetwork(spec, device=device, dtype=dtype)
     if not isinstance(spec, ArchSpec):
-        raise TypeError(f"build_model expects an ArchSpec, got {type(spec).__name__}")
+        got = type(spec).__name__
+        raise TypeError(f"build_model expects an ArchSpec or CellNetSpec, got {got}")
     return RobustResNet(spec, device=device, dtype=dtype)

@@ -47,6 +47,30 @@ def _choice(name: str, value: Any, choices: Mapping[str, Any], normalise=canonic
     return key
 
 
+def input_stats(
+    mean: Any, std: Any, in_channels: int
+) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """Checked per-channel input normalisation: both or neither, one finite number per channel,
+    positive std."""
+    if (mean is None) != (std is None):
+        raise ConfigError("std" if std is None else "mean", None, "mean and std together")
+    out = []
+    for name, value in (("mean", mean), ("std", std)):
+        if value is not None:
+            try:
+                value = tuple(float(v) for v in value)
+            except (TypeError, ValueError, OverflowError):
+                raise ConfigError(name, value, "a list of numbers") from None
+            if not all(math.isfinite(v) for v in value):
+                raise ConfigError(name, value, "finite numbers")
+            if len(value) != in_channels:
+                raise ConfigError(name, value, f"{in_channels} values, one per input channel")
+            if name == "std" and min(value) <= 0:
+                raise ConfigError(name, value, "positive values")
+        out.append(value)
+    return out[0], out[1]
+
+
 @dataclass(frozen=True)
 class StageSpec:
     """One stage: `depth` blocks of type `block`, width from `widening` (×16·2^i) or `channels`."""
@@ -127,30 +151,13 @@ class ArchSpec:
             raise ConfigError("input_size", self.input_size, f"at most {MAX_INPUT_SIZE} pixels")
         if self.name is not None and not isinstance(self.name, str):
             raise ConfigError("name", self.name, "a string")
-        self._check_normalisation()
+        mean, std = input_stats(self.mean, self.std, self.in_channels)
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
         self._check_widths()
         stride = self.total_stride
         if self.input_size < stride:
             raise ConfigError("input_size", self.input_size, f"at least the total stride {stride}")
-
-    def _check_normalisation(self) -> None:
-        if (self.mean is None) != (self.std is None):
-            raise ConfigError("std" if self.std is None else "mean", None, "mean and std together")
-        for name in ("mean", "std"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            try:
-                value = tuple(float(v) for v in value)
-            except (TypeError, ValueError, OverflowError):
-                raise ConfigError(name, value, "a list of numbers") from None
-            if not all(math.isfinite(v) for v in value):
-                raise ConfigError(name, value, "finite numbers")
-            if len(value) != self.in_channels:
-                raise ConfigError(name, value, f"{self.in_channels} values, one per input channel")
-            if name == "std" and min(value) <= 0:
-                raise ConfigError(name, value, "positive values")
-            object.__setattr__(self, name, value)
 
     def _check_widths(self) -> None:
         for i, stage in enumerate(self.stages):
@@ -247,22 +254,12 @@ class ArchSpec:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write YAML (.yaml/.yml) or JSON (.json), atomically."""
-        path = Path(path)
-        kind = _format(path)
-        data = self.to_dict()
-        text = (
-            json.dumps(data, indent=2) + "\n"
-            if kind == "json"
-            else yaml.safe_dump(data, sort_keys=False)
-        )
-        return write_text(path, text)
+        return write_spec_data(self.to_dict(), Path(path))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ArchSpec:
         """Read a spec written by `save` (or by hand)."""
-        path = Path(path)
-        kind = _format(path)
-        data = read_json(path, "path") if kind == "json" else read_yaml(path, "path")
+        data = read_spec_data(Path(path))
         with in_file(path):  # a field's error says which spec file to fix
             return cls.from_dict(data)
 
@@ -424,3 +421,15 @@ def _format(path: Path) -> str:
     if suffix == ".json":
         return "json"
     raise ConfigError("path", str(path), "a .yaml, .yml or .json file name")
+
+
+def write_spec_data(data: Mapping[str, Any], path: Path) -> Path:
+    """A spec's dict as YAML (.yaml/.yml) or JSON (.json) by the suffix, atomically."""
+    if _format(path) == "json":
+        return write_text(path, json.dumps(data, indent=2) + "\n")
+    return write_text(path, yaml.safe_dump(dict(data), sort_keys=False))
+
+
+def read_spec_data(path: Path) -> Any:
+    """The data of a YAML or JSON spec file (by the suffix)."""
+    return read_json(path, "path") if _format(path) == "json" else read_yaml(path, "path")

@@ -13,7 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ConfigError
+from . import genotypes as g
+from .cellspec import Cell, CellNetSpec
 from .spec import CIFAR10_STATS, ArchSpec, StageSpec
+from .specs import Spec, load_spec
 
 # name: (block, depths, widening, channels, stem channels); strides 1, 2, 2(, 2).
 _TABLE: dict[
@@ -36,6 +39,14 @@ _TABLE: dict[
     "preactresnet-18": ("basic_block", (2, 2, 2, 2), None, (64, 128, 256, 512), 64),
 }
 
+# The NAS baselines of the paper's main table, as the authors build them.
+# name: (normal cell, reduction cell, layers, initial channels C, module layout, affine cell BNs)
+_CELL_TABLE: dict[str, tuple[Cell, Cell, int, int, str, bool]] = {
+    "robnet-large-v2": (g.ROBNET_LARGE_V2, g.ROBNET_LARGE_V2, 33, 64, "robnet", False),
+    "advrush": (g.ADVRUSH_NORMAL, g.ADVRUSH_REDUCE, 23, 96, "darts", True),  # "7@96"
+    "racl": (g.RACL_NORMAL, g.RACL_REDUCE, 23, 104, "darts", True),  # "7@104"
+}
+
 # Other spellings (after lower-casing and "_" → "-"): the authors' and RobustBench's names.
 ALIASES: dict[str, str] = {
     "preactresnet18": "preactresnet-18",
@@ -46,6 +57,11 @@ ALIASES: dict[str, str] = {
     "wideresnet-a4": "wrn-a4",
     "huang2022revisiting-wrn-a4": "wrn-a4",
     "wrn-34-20-20-8": "wrn-34-r",
+    "robnet": "robnet-large-v2",
+    "robnet-large": "robnet-large-v2",  # RobNets' robnet_large_v1 is the same code
+    "robnet-large-v1": "robnet-large-v2",
+    "advrush-7@96": "advrush",
+    "racl-7@104": "racl",
 }
 
 # Per-channel statistics usable as `mean=` / `std=` shortcuts.
@@ -70,7 +86,25 @@ def _preset(name: str) -> ArchSpec:
     return ArchSpec(stages=stages, stem_channels=stem, name=name)
 
 
-PRESETS: dict[str, ArchSpec] = {name: _preset(name) for name in _TABLE}
+def _cell_preset(name: str) -> CellNetSpec:
+    normal, reduce, layers, channels, layout, affine = _CELL_TABLE[name]
+    return CellNetSpec(
+        normal=normal,
+        normal_concat=g.FOUR_NODES,
+        reduce=reduce,
+        reduce_concat=g.FOUR_NODES,
+        layers=layers,
+        init_channels=channels,
+        layout=layout,
+        affine=affine,
+        name=name,
+    )
+
+
+PRESETS: dict[str, Spec] = {
+    **{name: _preset(name) for name in _TABLE},
+    **{name: _cell_preset(name) for name in _CELL_TABLE},
+}
 
 
 def canonical_preset(name: str) -> str:
@@ -94,13 +128,13 @@ def _stats(name: str, value, index: int) -> tuple[float, ...] | None:
 
 
 def apply_overrides(
-    spec: ArchSpec,
+    spec: Spec,
     *,
     num_classes: int | None = None,
     activation: str | None = None,
     mean: str | Sequence[float] | None = None,
     std: str | Sequence[float] | None = None,
-) -> ArchSpec:
+) -> Spec:
     """`spec` with a new class count, one activation for every stage, or input normalisation.
 
     `mean`/`std` take numbers or a dataset name ("cifar10"); a name given to `mean` alone sets both.
@@ -108,6 +142,8 @@ def apply_overrides(
     changes: dict = {}
     if num_classes is not None:
         changes["num_classes"] = num_classes
+    if activation is not None and isinstance(spec, CellNetSpec):
+        raise ConfigError("activation", activation, "none for a cell network (its ops use ReLU)")
     if activation is not None:
         changes["stages"] = tuple(
             dataclasses.replace(s, activation=activation) for s in spec.stages
@@ -126,13 +162,13 @@ def get_spec(
     activation: str | None = None,
     mean: str | Sequence[float] | None = None,
     std: str | Sequence[float] | None = None,
-) -> ArchSpec:
+) -> Spec:
     """The preset `name` (any spelling) with optional overrides."""
     spec = PRESETS[canonical_preset(name)]
     return apply_overrides(spec, num_classes=num_classes, activation=activation, mean=mean, std=std)
 
 
-def resolve_spec(name_or_path: str | os.PathLike, **overrides) -> ArchSpec:
+def resolve_spec(name_or_path: str | os.PathLike, **overrides) -> Spec:
     """A preset name, a YAML/JSON spec file, or a run directory holding `arch.yaml`."""
     path = Path(name_or_path)
     if path.is_dir():
@@ -140,7 +176,7 @@ def resolve_spec(name_or_path: str | os.PathLike, **overrides) -> ArchSpec:
         if not path.is_file():
             raise ConfigError("arch", str(name_or_path), "a run directory containing arch.yaml")
     if path.is_file():
-        return apply_overrides(ArchSpec.load(path), **overrides)
+        return apply_overrides(load_spec(path), **overrides)
     if path.suffix.lower() in (".yaml", ".yml", ".json"):
         raise ConfigError("arch", str(name_or_path), "an existing spec file")
     return get_spec(str(name_or_path), **overrides)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from .._units import format_count
+from ..arch.cellspec import CellNetSpec
 from ..arch.profile import Profile
-from ..arch.spec import ArchSpec
+from ..arch.specs import Spec
 
 _COLUMNS = ("name", "block", "depths", "widening", "params", "macs")
 
@@ -15,14 +16,23 @@ def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else round(value, 3)
 
 
-def summary(spec: ArchSpec, cost: Profile, name: str | None = None) -> dict[str, Any]:
-    """Plain data for --json: name, block(s), depths, widening, integer params and MACs."""
-    blocks = list(dict.fromkeys(stage.block for stage in spec.stages))
+def summary(spec: Spec, cost: Profile, name: str | None = None) -> dict[str, Any]:
+    """Plain data for --json: name, block(s), depths, widening, integer params and MACs.
+
+    A cell network's block is "<layout>_cell", its depths the normal cells per stage, and its
+    widening None: it has initial channels instead (`init_channels`)."""
+    if isinstance(spec, CellNetSpec):
+        block: Any = f"{spec.layout}_cell"
+        widening = None
+    else:
+        blocks = list(dict.fromkeys(stage.block for stage in spec.stages))
+        block = blocks[0] if len(blocks) == 1 else blocks
+        widening = [_number(w) for w in spec.widening]
     return {
         "name": name or spec.name,
-        "block": blocks[0] if len(blocks) == 1 else blocks,
+        "block": block,
         "depths": list(spec.depths),
-        "widening": [_number(w) for w in spec.widening],
+        "widening": widening,
         "params": cost.params,
         "macs": cost.macs,
         "input_size": list(cost.input_size),

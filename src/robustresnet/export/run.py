@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from ..arch import ArchSpec, build_model, load_weights
+from ..arch.specs import load_spec, require_arch_spec
 from ..errors import CheckpointError, ConfigError
 from ..evaluate import weights_digest
 from ..train.checkpoint import ARCH, CONFIG, WEIGHTS_DIR
@@ -53,7 +54,8 @@ def read_run(run_dir: str | os.PathLike, report: str | os.PathLike | None = None
         if not (run_dir / name).is_file():
             raise ConfigError("run_dir", str(run_dir), f"a run directory holding {name}")
     config = ExperimentConfig.from_dict(read_yaml(run_dir / CONFIG))
-    spec = ArchSpec.load(run_dir / ARCH)
+    what = "rrn export writes model cards and standalone files of residual networks only"
+    spec = require_arch_spec(load_spec(run_dir / ARCH), what)
     report_path = Path(report) if report is not None else run_dir / REPORT_JSON
     reports = read_reports(report_path)
     digests = {r.get("weights") for r in reports}

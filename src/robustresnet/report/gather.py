@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .._files import read_json, read_yaml
-from ..arch import ArchSpec
+from ..arch import CellNetSpec, Spec, load_spec
 from ..arch.profile import profile
 from ..errors import ConfigError, RobustResNetError
 from ..train.final import REPORT_JSON, read_reports
@@ -59,7 +59,7 @@ def read_run(run_dir: Path, planned: dict[str, Any] | None = None) -> dict[str, 
         row["model"] = planned["group"]
         row.update(_axis_fields(planned["values"]))
     if (run_dir / "arch.yaml").is_file():
-        row.update(arch_fields(ArchSpec.load(run_dir / "arch.yaml")))
+        row.update(arch_fields(load_spec(run_dir / "arch.yaml")))
     if row["status"] == "finished":
         row.update(read_metrics(read_reports(run_dir), source=run_dir / REPORT_JSON))
         row.update(_trial_times(run_dir / TRIAL_FILE))
@@ -67,8 +67,17 @@ def read_run(run_dir: Path, planned: dict[str, Any] | None = None) -> dict[str, 
     return row
 
 
-def arch_fields(spec: ArchSpec) -> dict[str, Any]:
-    """Block, depths, widening, their totals and the depth share, per-stage D_i / W_i, sizes."""
+def arch_fields(spec: Spec) -> dict[str, Any]:
+    """Block, depths, widening, their totals and the depth share, per-stage D_i / W_i, sizes;
+    a cell network has no blocks or widening: its name (as the block), cells per stage, sizes."""
+    if isinstance(spec, CellNetSpec):
+        sized = profile(spec)
+        return {
+            "block": spec.name or "cell_network",
+            "depths": "-".join(str(d) for d in spec.depths),
+            "params": sized.params,
+            "macs": sized.macs,
+        }
     depths, widening = list(spec.depths), [float(w) for w in spec.widening]
     total_depth, total_widening = sum(depths), sum(widening)
     sized = profile(spec)

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..arch import ArchSpec
+from ..arch import ArchSpec, CellNetSpec, Spec
 from ..arch.profile import profile
 from ..arch.scaling import robust_scaling
+from ..arch.specs import require_arch_spec
 from ..errors import ConfigError
 from ..train.config import ExperimentConfig, load_config
 from ..train.objectives import Objective, objective_class
@@ -61,8 +62,13 @@ def plan_sweep(sweep: SweepSpec, out_dir: str | Path) -> Plan:
     return Plan(trials=kept, excluded=excluded)
 
 
-def trial_spec(base: ArchSpec, values: dict[str, Any]) -> ArchSpec:
-    """`base` with the trial's block, depths, widening and per-stage layer choices."""
+def trial_spec(base: Spec, values: dict[str, Any]) -> Spec:
+    """`base` with the trial's block, depths, widening and per-stage layer choices (a cell
+    network takes no architecture axis: only the other axes, seeds, methods, ...)."""
+    if isinstance(base, CellNetSpec):
+        if any(axis in values for axis in ARCH_AXES):
+            require_arch_spec(base, "sweep axes of the architecture change residual stages")
+        return base.replace(name=None)
     depths, widening = values.get("depths"), values.get("widening")
     if "scaling" in values:
         point = values["scaling"]

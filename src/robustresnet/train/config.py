@@ -17,6 +17,7 @@ import yaml
 from .._files import read_yaml as _read_yaml
 from .._files import yaml_problem
 from ..arch import ArchSpec
+from ..arch.specs import Spec, spec_from_dict
 from ..arch.zoo import apply_overrides, resolve_spec
 from ..attacks.autoattack import parse_attacks
 from ..attacks.spec import parse_attack
@@ -72,7 +73,7 @@ class ModelConfig:
         if name is None or name.exists() or name.suffix.lower() not in SPEC_SUFFIXES:
             self.arch_spec()
 
-    def arch_spec(self, num_classes: int | None = None) -> ArchSpec:
+    def arch_spec(self, num_classes: int | None = None) -> Spec:
         """The network this section describes, overrides applied; a preset named without
         `model.num_classes` takes `num_classes` (the dataset's) when given. Errors name the
         model field they come from."""
@@ -91,7 +92,7 @@ class ModelConfig:
         except ConfigError as err:
             raise ConfigError(f"model.{err.field}", err.value, err.expected) from None
 
-    def _base_spec(self, num_classes: int | None) -> ArchSpec:
+    def _base_spec(self, num_classes: int | None) -> Spec:
         if self.name is not None:
             spec = resolve_spec(self.name)
             preset = not Path(self.name).exists()
@@ -99,7 +100,7 @@ class ModelConfig:
                 spec = spec.replace(num_classes=num_classes)  # a preset takes the dataset's classes
             return spec
         if self.spec is not None:
-            return ArchSpec.from_dict(self.spec)
+            return spec_from_dict(self.spec)
         return ArchSpec.from_reference(self.reference)
 
     def _source_field(self, field: str) -> str:
