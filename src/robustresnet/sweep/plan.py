@@ -17,8 +17,18 @@ from ..train.objectives import Objective, objective_class
 from .expand import Trial, expand
 from .spec import SweepSpec, format_override
 
-ARCH_AXES = ("block", "scaling", "depths", "widening", "kernel_size", "activation", "normalization")
+ARCH_AXES = (
+    "block",
+    "scaling",
+    "depths",
+    "widening",
+    "kernel_size",
+    "activation",
+    "normalization",
+    "se_reduction",
+)
 STAGE_FIELDS = ("block", "kernel_size", "activation", "normalization")
+NETWORK_FIELDS = ("se_reduction",)  # axes that set a field of the whole ArchSpec
 # Axes that are plain config fields of `rrn train` (`method` replaces the objective section).
 CONFIG_KEYS = {"seed": "run.seed"}
 SPECS_DIR = "specs"
@@ -39,19 +49,25 @@ class Plan:
 
 def plan_sweep(sweep: SweepSpec, out_dir: str | Path) -> Plan:
     """Expand, size and filter a sweep; every trial's config is validated here, before running."""
-    base_config = load_config(sweep.base, sweep.overrides)
-    base = base_config.model.arch_spec()
+    configs = {path: load_config(path, sweep.overrides) for path in sweep.bases.values()}
     kept, excluded = [], []
     for trial in expand(sweep):
+        base_path = trial_base(sweep, trial)
+        base_config = configs[base_path]
         try:
-            spec = trial_spec(base, trial.values)
+            spec = trial_spec(base_config.model.arch_spec(), trial.values)
             overrides = trial_overrides(trial, base_config, Path(out_dir))
-            load_config(sweep.base, [*sweep.overrides, *overrides])
+            load_config(base_path, [*sweep.overrides, *overrides])
         except ConfigError as err:  # name the trial, keep the field
             raise ConfigError(f"{trial.name}: {err.field}", err.value, err.expected) from err
         sized = profile(spec)
         trial = dataclasses.replace(
-            trial, overrides=tuple(overrides), params=sized.params, macs=sized.macs, spec=spec
+            trial,
+            base=base_path,
+            overrides=tuple(overrides),
+            params=sized.params,
+            macs=sized.macs,
+            spec=spec,
         )
         reason = _filtered_out(sweep, trial)
         if reason:
@@ -61,8 +77,14 @@ def plan_sweep(sweep: SweepSpec, out_dir: str | Path) -> Plan:
     return Plan(trials=kept, excluded=excluded)
 
 
+def trial_base(sweep: SweepSpec, trial: Trial) -> Path:
+    """The base config file of a trial: its `base` axis value's, else the sweep's."""
+    return sweep.bases[trial.values["base"]] if "base" in trial.values else sweep.base
+
+
 def trial_spec(base: ArchSpec, values: dict[str, Any]) -> ArchSpec:
-    """`base` with the trial's block, depths, widening and per-stage layer choices."""
+    """`base` with the trial's block, depths, widening, per-stage layer choices and SE
+    reduction."""
     depths, widening = values.get("depths"), values.get("widening")
     if "scaling" in values:
         point = values["scaling"]
@@ -72,7 +94,12 @@ def trial_spec(base: ArchSpec, values: dict[str, Any]) -> ArchSpec:
         shared = {name: getattr(base, name) for name in SCALING_FIELDS}
         activation = values.get("activation", base.stages[0].activation)
         scaled = robust_scaling(
-            point["target"], block=block, rule=point["rule"], activation=activation, **shared
+            point["target"],
+            block=block,
+            rule=point["rule"],
+            activation=activation,
+            **{key: point[key] for key in ("depth_share",) if key in point},
+            **shared,
         )
         depths, widening = list(scaled.depths), [int(w) for w in scaled.widening]
     for axis, per_stage in (("depths", depths), ("widening", widening)):
@@ -88,7 +115,8 @@ def trial_spec(base: ArchSpec, values: dict[str, Any]) -> ArchSpec:
         if widening is not None:
             changes.update(widening=widening[i], channels=None)
         stages.append(dataclasses.replace(stage, **changes))
-    return base.replace(stages=tuple(stages), name=None)
+    network = {name: values[name] for name in NETWORK_FIELDS if name in values}
+    return base.replace(stages=tuple(stages), name=None, **network)
 
 
 def method_objective(base: Objective, method: str) -> dict[str, Any]:
