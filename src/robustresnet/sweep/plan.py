@@ -12,7 +12,7 @@ from ..arch import ArchSpec
 from ..arch.profile import profile
 from ..arch.scaling import robust_scaling
 from ..errors import ConfigError
-from ..train.config import ExperimentConfig, load_config
+from ..train.config import ExperimentConfig, ModelConfig, load_config
 from ..train.objectives import Objective, objective_class
 from .expand import Trial, expand
 from .spec import SweepSpec, format_override
@@ -130,14 +130,9 @@ def method_objective(base: Objective, method: str) -> dict[str, Any]:
 
 def trial_overrides(trial: Trial, base: ExperimentConfig, out_dir: Path) -> list[str]:
     """Dotted overrides for `rrn train`: the trial's spec file, method, seed, other keys."""
-    model = base.model
     overrides = []
     if any(axis in trial.values for axis in ARCH_AXES):
-        overrides.append(format_override("model.name", str(spec_path(out_dir, trial.name))))
-        # The spec file holds the whole network: drop the base's other ways of giving it.
-        for key in ("spec", "reference", "activation"):
-            if getattr(model, key) is not None:
-                overrides.append(f"model.{key}=null")
+        overrides += spec_file_overrides(base.model, spec_path(out_dir, trial.name))
     for axis, value in trial.values.items():
         if axis == "method":
             overrides.append(format_override("objective", method_objective(base.objective, value)))
@@ -145,6 +140,16 @@ def trial_overrides(trial: Trial, base: ExperimentConfig, out_dir: Path) -> list
             overrides.append(format_override(CONFIG_KEYS[axis], value))
         elif "." in axis:
             overrides.append(format_override(axis, value))
+    return overrides
+
+
+def spec_file_overrides(model: ModelConfig, path: Path) -> list[str]:
+    """Overrides that make a run build the network in the spec file at `path`."""
+    overrides = [format_override("model.name", str(path))]
+    # The spec file holds the whole network: drop the base's other ways of giving it.
+    for key in ("spec", "reference", "activation"):
+        if getattr(model, key) is not None:
+            overrides.append(f"model.{key}=null")
     return overrides
 
 
