@@ -12,11 +12,13 @@ from typing import Any
 
 import torch
 
+from robustresnet import profile
 from robustresnet._io import write_json
+from robustresnet.reproduce.throughput import THROUGHPUT_TABLE, record_throughput
 
 from . import machine, results
 from .loader import DATASET, loader
-from .models import SIZES, build, pass_flops, random_batch
+from .models import SIZES, build, pass_flops, random_batch, spec_of
 from .passes import PASSES, PGD20, REFERENCE_IMAGES, TRADES, Case, Comparison
 from .settings import AA_SAMPLES, AA_TARGETS, BATCH, DTYPES, LOADER_BATCH, Settings
 from .timing import Progress, interleaved
@@ -26,6 +28,7 @@ EXAMPLES = """examples:
   .venv/bin/python -m benchmarks --sizes tiny --passes forward attack --repeats 3
   .venv/bin/python -m benchmarks --sizes tiny A1 --threads 2 --repeats 5 --write
   PYTHONPATH=src python3 -m benchmarks --device cuda --dtype bf16 --json run.json --write
+  .venv/bin/python -m benchmarks --sizes tiny A1 --passes trades --threads 2 --throughput
 """
 
 
@@ -110,6 +113,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="PATH",
         help="replace this setting's section of PATH (default: benchmarks/RESULTS.md)",
     )
+    add(
+        "--throughput",
+        nargs="?",
+        type=Path,
+        const=THROUGHPUT_TABLE,
+        metavar="PATH",
+        help="put the trades rows into PATH, the TRADES speed `rrn reproduce` costs runs with "
+        "(default: the package's src/robustresnet/reproduce/throughput.json)",
+    )
     args = parser.parse_args(argv)
     if args.device == "cuda" and not cuda:
         parser.error("--device cuda: no CUDA device is available")
@@ -152,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             warmups=comparison.warmups, label=f"{size} {name}", progress=progress,
         )  # fmt: skip
         rows.append(results.row(size, name, comparison, timed, info.get("matmul_peak_tflops")))
+        if size in SIZES:  # the network's MACs per image, as the paper counts them
+            rows[-1]["macs"] = profile(spec_of(size)).macs
         print(results.line(rows[-1], gpu), flush=True)
         info["load_average_end"] = machine.load_average()
         save(document, args)  # after every row: an interrupted run keeps the rows it finished
@@ -182,6 +196,8 @@ def save(document: dict[str, Any], args: argparse.Namespace) -> None:
     """The run so far: as JSON with --json, as this setting's RESULTS.md section with --write."""
     if args.json:
         write_json(args.json, document)
+    if args.throughput:
+        record_throughput(document, machine.summary(document["machine"]), args.throughput)
     if args.write:
         heading = f"## {document['settings']}"
         gpu = "matmul_peak_tflops" in document["machine"]
@@ -207,14 +223,16 @@ def make_case(size: str, settings: Settings, args: argparse.Namespace) -> Case:
 
 
 def command(argv: Sequence[str]) -> str:
-    """The command that repeats this measurement, less --json and --write and their paths."""
+    """The command that repeats this measurement, less --json, --write and --throughput and
+    their paths."""
+    optional = ("--write", "--throughput")
     kept, i = [], 0
     while i < len(argv):
         arg, following = argv[i], argv[i + 1] if i + 1 < len(argv) else "-"
         i += 1
-        if arg == "--json" or (arg == "--write" and not following.startswith("-")):
+        if arg == "--json" or (arg in optional and not following.startswith("-")):
             i += 1  # the option's path
-        elif arg != "--write" and not arg.startswith(("--json=", "--write=")):
+        elif arg not in optional and not arg.startswith(("--json=", "--write=", "--throughput=")):
             kept.append(arg)
     return " ".join(["python -m benchmarks", *map(shlex.quote, kept)])
 

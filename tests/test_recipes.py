@@ -67,7 +67,8 @@ def test_rrn_recipes_lists_one_line_each(capsys):
     kind, name, description = lines[0].split(maxsplit=2)
     assert (kind, name) == ("train", "cifar10/advanced/robustresnet-a1")
     assert description.startswith("robustresnet-a1 on cifar10, the advanced recipe")
-    assert lines[-1].split()[:2] == ["sweep", "digits-demo"]
+    assert ["sweep", "digits-demo"] in [line.split()[:2] for line in lines]
+    assert lines[-1].split()[:2] == ["experiment", "width-grid"]  # experiments last
 
 
 def test_rrn_recipes_json(capsys):

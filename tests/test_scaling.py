@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from robustresnet import ConfigError, get_spec, profile, robust_scaling
 from robustresnet.arch.scaling import (
     DEPTH_RATIO,
+    DEPTH_SHARE,
     WIDENING_RATIO,
     _candidates,
     _crossing,
@@ -59,7 +60,7 @@ def test_compound_properties(log_target):
     assert spec.widening == apportion(sum(spec.widening), WIDENING_RATIO)
     # Total depth : total widening stays near 7:3 once a block is a small share of the budget.
     if target >= 1e9:
-        assert _ratio_error(sum(spec.depths), sum(spec.widening)) <= 0.2
+        assert _ratio_error(sum(spec.depths), sum(spec.widening), DEPTH_SHARE) <= 0.2
 
 
 @pytest.mark.parametrize("target", [1e9, 7e9])
@@ -67,14 +68,14 @@ def test_compound_keeps_7_to_3_best_among_a_wider_search(target):
     """No split within the tolerance, even four total-widening steps further, is nearer 7:3."""
     spec = robust_scaling(target)
     options = {"block": "robust_res_block", "activation": "relu"}
-    crossing = _crossing(int(target), options)
+    crossing = _crossing(int(target), DEPTH_SHARE, options)
     wider = [
         c
         for offset in (-4, 0, 4)
-        for c in _candidates(int(target), crossing + offset, options)
+        for c in _candidates(int(target), crossing + offset, DEPTH_SHARE, options)
         if c.miss <= 0.025
     ]
-    chosen = _ratio_error(sum(spec.depths), sum(spec.widening))
+    chosen = _ratio_error(sum(spec.depths), sum(spec.widening), DEPTH_SHARE)
     assert chosen <= min(c.ratio_error for c in wider) + 1e-12
     assert chosen < 0.2
 
@@ -150,3 +151,19 @@ def test_baselines_at_5g():
 def test_bad_arguments_name_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=field):
         robust_scaling(**kwargs)
+
+
+@pytest.mark.parametrize("share", [0.3, 0.5, 0.9])
+def test_compound_at_a_given_depth_share_keeps_that_share_and_the_budget(share):
+    spec = robust_scaling("5G", block="basic_block", depth_share=share)
+    total_depth, total_widening = sum(spec.depths), sum(spec.widening)
+    assert abs(total_depth / (total_depth + total_widening) - share) < 0.06
+    assert abs(profile(spec).macs / 5e9 - 1) <= 0.05
+    assert robust_scaling("5G", depth_share=0.7) == robust_scaling("5G")
+
+
+def test_depth_share_is_checked():
+    with pytest.raises(ConfigError, match="depth_share"):
+        robust_scaling("5G", depth_share=1.2)
+    with pytest.raises(ConfigError, match="depth_share"):
+        robust_scaling("5G", rule="depth", depth_share=0.5)

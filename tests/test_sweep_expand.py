@@ -143,3 +143,36 @@ def test_load_sweep_resolves_paths_relative_to_the_file(tmp_path):
     assert sweep.output == (tmp_path / "sub" / "out").resolve()
     with pytest.raises(ConfigError, match="an existing YAML file or a sweep's name"):
         load_sweep(tmp_path / "missing.yaml")
+
+
+def test_a_base_axis_gives_each_run_its_own_base_config(tmp_path):
+    from robustresnet.sweep import plan_sweep
+
+    raw = {
+        "axes": {
+            "base": ["cifar10/trades/wrn-28-10", "cifar100/pgd_at/wrn-28-10"],
+            "se_reduction": [16],
+            "block": ["residual_se_bottleneck"],
+        }
+    }
+    sweep = parse_sweep(raw, root=tmp_path)
+    assert sweep.base is None and len(sweep.bases) == 2
+    plan = plan_sweep(sweep, tmp_path / "runs")
+    names = [t.name for t in plan.trials]
+    assert names == [
+        "cifar10-trades-wrn-28-10-residual_se_bottleneck-r16",
+        "cifar100-pgd_at-wrn-28-10-residual_se_bottleneck-r16",
+    ]
+    assert [t.base.parts[-3] for t in plan.trials] == ["cifar10", "cifar100"]
+    assert all(t.spec.se_reduction == 16 for t in plan.trials)
+    with pytest.raises(ConfigError, match="either the base key or a base axis"):
+        parse_sweep({"base": "digits-base", **raw}, root=tmp_path)
+    with pytest.raises(ConfigError, match="base"):
+        parse_sweep({"axes": {"seed": [0]}}, root=tmp_path)
+
+
+def test_scaling_points_at_given_depth_shares():
+    sweep = _sweep({"scaling": {"targets": ["2M"], "depth_shares": [0.4, 0.8]}})
+    assert [t.name for t in expand(sweep)] == ["compound2M-share0.4", "compound2M-share0.8"]
+    with pytest.raises(ConfigError, match="depth_share"):
+        _sweep({"scaling": {"targets": ["2M"], "rules": ["depth"], "depth_shares": [0.4]}})

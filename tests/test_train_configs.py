@@ -21,7 +21,7 @@ CLASSES = {"cifar10": 10, "cifar100": 100, "digits": 10}
 
 def test_the_paper_recipes_are_all_there():
     # baseline, its TRADES runs of the three NAS baselines, advanced, the digits demo and study base
-    assert len(NAMES) == 2 * 3 * 13 + 2 * 3 + 2 + 2
+    assert len(NAMES) == 2 * 3 * 14 + 2 * 3 + 2 + 2
     assert "cifar100/mart/wrn-70-16" in NAMES and "cifar100/trades/robnet-large-v2" in NAMES
     assert "cifar10/advanced/robustresnet-a1" in NAMES and "digits-demo" in NAMES
 
@@ -29,7 +29,7 @@ def test_the_paper_recipes_are_all_there():
 def test_generated_files_match_the_script(tmp_path):
     runpy.run_path(str(REPO / "tools" / "generate_recipes.py"))["main"](tmp_path)
     written = sorted(tmp_path.rglob("*.yaml"))
-    assert len(written) == 2 * 3 * 13 + 2 * 3 + 2
+    assert len(written) == 2 * 3 * 14 + 2 * 3 + 2
     for path in written:
         assert filecmp.cmp(path, RECIPES_DIR / path.relative_to(tmp_path), shallow=False), path
 

@@ -59,4 +59,7 @@ def test_the_wheel_ships_the_recipes(site, tmp_path):
 
     plan = json.loads(_rrn(site, tmp_path, "sweep", "digits-demo", "--dry-run", "--json"))
     assert plan["output"] == "runs/digits-demo" and len(plan["trials"]) == 12
+    # rrn reproduce reads its published tables and measured speeds from the wheel too
+    cost = json.loads(_rrn(site, tmp_path, "reproduce", "se-integration", "--dry-run", "--json"))
+    assert len(cost["runs"]) == 4 and cost["device_hours"] > 0
     assert list(tmp_path.iterdir()) == []  # nothing written in the working folder

@@ -18,6 +18,9 @@ widening of A2 / A3 / A4 per stage (the published A2 itself is 7.9% above 10G). 
 within a tolerance, rather than closest MACs outright, because many integer shapes far from
 7:3 hit a target almost exactly; the compound rule is about the shape.
 
+A given depth share s = ΣD / (ΣD + ΣW) (the paper's study of the compound rule at 5G and 20G,
+shares 0.3 to 0.95) replaces 7:3 by s : (1 - s) throughout; 0.7 is the rule itself.
+
 Baselines: from the standard WRN nearest the target (WRN-28-10, 34-12, 46-14, 70-16), the total
 depth is redistributed 2:2:1 with its widening kept ("depth"), or its total widening 2:2.5:1 with
 its depths kept ("width"), both with the chosen block.
@@ -37,7 +40,7 @@ from .zoo import get_spec
 
 DEPTH_RATIO = (2, 2, 1)
 WIDENING_RATIO = (2, 2.5, 1)
-DEPTH_TO_WIDENING = 7 / 3  # total depth : total widening
+DEPTH_SHARE = 0.7  # total depth / (total depth + total widening): 7 : 3
 STANDARD_WRNS = ("wrn-28-10", "wrn-34-12", "wrn-46-14", "wrn-70-16")
 RULES = ("compound", "depth", "width")
 _WINDOW = 2  # total widening searched on each side of the 7:3 crossing
@@ -77,58 +80,65 @@ def scaled_spec(
     return ArchSpec(stages=stages, **spec_fields)
 
 
-def _ratio_error(total_depth: int, total_widening: int) -> float:
-    return abs(math.log(total_depth / total_widening / DEPTH_TO_WIDENING))
+def _depth_per_widening(share: float) -> float:
+    """Total depth per unit of total widening at a depth share (7/3 at 0.7)."""
+    return share / (1 - share)
 
 
-def _line_macs(total_widening: int, options: dict[str, Any]) -> int:
-    """MACs on the 7:3 line at this total widening (depth total rounded)."""
-    depths = apportion(
-        max(len(DEPTH_RATIO), round(DEPTH_TO_WIDENING * total_widening)), DEPTH_RATIO
-    )
+def _ratio_error(total_depth: int, total_widening: int, share: float) -> float:
+    return abs(math.log(total_depth / total_widening / _depth_per_widening(share)))
+
+
+def _line_macs(total_widening: int, share: float, options: dict[str, Any]) -> int:
+    """MACs on the depth-share line at this total widening (depth total rounded)."""
+    total_depth = round(_depth_per_widening(share) * total_widening)
+    depths = apportion(max(len(DEPTH_RATIO), total_depth), DEPTH_RATIO)
     widening = apportion(total_widening, WIDENING_RATIO)
     return profile(scaled_spec(depths, widening, **options)).macs
 
 
-def _crossing(target: int, options: dict[str, Any]) -> int:
-    """The smallest total widening whose 7:3-line network reaches the target (at least 3)."""
+def _crossing(target: int, share: float, options: dict[str, Any]) -> int:
+    """The smallest total widening whose depth-share-line network reaches the target (at
+    least 3)."""
     low = len(WIDENING_RATIO)
     # MACs grow about as T_W³ on the line: guess from one probe, then step to the crossing.
     probe = 15
-    guess = max(low, round(probe * (target / _line_macs(probe, options)) ** (1 / 3)))
-    while guess > low and _line_macs(guess - 1, options) >= target:
+    guess = max(low, round(probe * (target / _line_macs(probe, share, options)) ** (1 / 3)))
+    while guess > low and _line_macs(guess - 1, share, options) >= target:
         guess -= 1
-    while _line_macs(guess, options) < target:
+    while _line_macs(guess, share, options) < target:
         guess += 1
     return guess
 
 
 class _Candidate(NamedTuple):
     miss: float  # |MACs / target - 1|
-    ratio_error: float  # |log((T_D / T_W) / (7 / 3))|
+    ratio_error: float  # |log((T_D / T_W) / (s / (1 - s)))|, s the depth share
     depths: tuple[int, ...]
     widening: tuple[int, ...]
 
 
-def _candidates(target: int, crossing: int, options: dict[str, Any]) -> list[_Candidate]:
-    """Every (depths, widening) split of the totals near the 7:3 crossing, with exact MACs."""
+def _candidates(
+    target: int, crossing: int, share: float, options: dict[str, Any]
+) -> list[_Candidate]:
+    """Every (depths, widening) split of the totals near the line's crossing, with exact MACs."""
     out = []
     for total_widening in range(max(3, crossing - _WINDOW), crossing + _WINDOW + 1):
         widening = apportion(total_widening, WIDENING_RATIO)
         costs = depth_costs(scaled_spec((1,) * len(widening), widening, **options))
-        longest = math.ceil(4 * DEPTH_TO_WIDENING * total_widening)
+        longest = math.ceil(4 * _depth_per_widening(share) * total_widening)
         for total_depth in range(len(DEPTH_RATIO), longest + 1):
             depths = apportion(total_depth, DEPTH_RATIO)
             if min(depths + widening) >= 1:
                 miss = abs(costs.at(depths).macs / target - 1)
-                ratio = _ratio_error(total_depth, total_widening)
+                ratio = _ratio_error(total_depth, total_widening, share)
                 out.append(_Candidate(miss, ratio, depths, widening))
     return out
 
 
-def _compound(target: int, tolerance: float, options: dict[str, Any]) -> _Candidate:
+def _compound(target: int, tolerance: float, share: float, options: dict[str, Any]) -> _Candidate:
     """The compound rule's choice (see the module docstring)."""
-    candidates = _candidates(target, _crossing(target, options), options)
+    candidates = _candidates(target, _crossing(target, share, options), share, options)
     for limit in (tolerance, max(tolerance, MAX_MISS)):
         within = [c for c in candidates if c.miss <= limit]
         best = min(within, key=lambda c: (c.ratio_error, c.miss), default=None)
@@ -172,12 +182,14 @@ def robust_scaling(
     rule: Literal["compound", "depth", "width"] = "compound",
     tolerance: float = 0.025,
     activation: str = "relu",
+    depth_share: float = DEPTH_SHARE,
     **spec_fields: Any,
 ) -> ArchSpec:
     """The network of `block`s that `rule` gives for a MAC budget ("10G", 5e9, ...).
 
-    `spec_fields` go to `ArchSpec` (num_classes, input_size, mean, std, ...); MACs are counted at
-    the spec's input size. See the module docstring for the rules.
+    `depth_share` (compound only): ΣD / (ΣD + ΣW), 0.7 being the paper's 7:3. `spec_fields` go
+    to `ArchSpec` (num_classes, input_size, mean, std, ...); MACs are counted at the spec's
+    input size. See the module docstring for the rules.
     """
     target = parse_count(target_macs, field="target_macs")
     if target > MAX_TARGET_MACS:
@@ -186,9 +198,14 @@ def robust_scaling(
         raise ConfigError("rule", rule, "one of " + ", ".join(RULES))
     if not 0 < tolerance < 1:
         raise ConfigError("tolerance", tolerance, "a fraction between 0 and 1, such as 0.025")
+    number = isinstance(depth_share, int | float) and not isinstance(depth_share, bool)
+    if not number or not 0 < depth_share < 1:
+        raise ConfigError("depth_share", depth_share, "a fraction between 0 and 1, such as 0.7")
+    if rule != "compound" and depth_share != DEPTH_SHARE:
+        raise ConfigError("depth_share", depth_share, f"{DEPTH_SHARE} (only compound sets it)")
     options = {"block": block, "activation": activation, **spec_fields}
     if rule == "compound":
-        _, _, depths, widening = _compound(target, tolerance, options)
+        _, _, depths, widening = _compound(target, tolerance, depth_share, options)
     else:
         input_size = spec_fields.get("input_size", ArchSpec.input_size)
         depths, widening = _baseline(target, rule, input_size)

@@ -22,6 +22,7 @@ SUBCOMMANDS: list[str] = [
     "eval",
     "sweep",
     "report",
+    "reproduce",
     "export",
 ]
 

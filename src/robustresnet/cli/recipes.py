@@ -12,11 +12,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register `rrn recipes`."""
     parser = subparsers.add_parser(
         "recipes",
-        help="list the shipped training recipes and sweeps, by name",
+        help="list the shipped training recipes, sweeps and paper experiments, by name",
         description=(
             "One line per shipped recipe: its kind (train: `rrn train NAME`, sweep: "
-            "`rrn sweep NAME`), its name and what it runs. `rrn train NAME --print-config` "
-            "shows a recipe in full."
+            "`rrn sweep NAME`, experiment: `rrn reproduce NAME`), its name and what it runs. "
+            "`rrn train NAME --print-config` shows a recipe in full."
         ),
         **example_epilog(
             "rrn recipes",
@@ -44,5 +44,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     width = max(len(recipe.name) for recipe in found)
     for recipe in found:
-        print(f"{recipe.kind:5}  {recipe.name:{width}}  {recipe.description}")
+        print(f"{recipe.kind:10}  {recipe.name:{width}}  {recipe.description}")
     return 0

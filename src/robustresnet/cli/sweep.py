@@ -71,7 +71,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Plan the sweep, then list it (--dry-run) or run it."""
-    from ..sweep import load_sweep, plan_sweep, run_sweep, write_specs
+    from ..sweep import load_sweep, plan_sweep
 
     sweep = load_sweep(args.sweep)
     out = args.out or sweep.output or Path("runs") / sweep.name
@@ -80,6 +80,15 @@ def run(args: argparse.Namespace) -> int:
         return _list(sweep.name, out, plan, as_json=args.json)
     if args.status:
         return _status(sweep.name, plan, out, as_json=args.json)
+    return execute(args, sweep, plan, out, report=args.report)
+
+
+def execute(args: argparse.Namespace, sweep, plan, out: Path, *, report: bool = False) -> int:
+    """Train the planned trials (backend, parallel, address, trainer from `args`), resuming
+    and skipping as the sweep does, or submit them to SLURM; print the outcome; with `report`
+    write `rrn report OUT` at the end. Also `rrn reproduce`'s way to run an experiment."""
+    from ..sweep import run_sweep, write_specs
+
     write_specs(plan, out)
     trainer = shlex.split(args.trainer) if args.trainer else None
     if args.backend == "slurm":
@@ -99,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     except Stopped as stop:
         command = shlex.join(["rrn", *args.argv])
         raise Stopped(stop.signum, f"{stop}; continue with: {command}") from None
-    if args.report:
+    if report:
         from ..report import make_report
 
         summary["report"] = make_report(out)["files"]

@@ -23,6 +23,15 @@ SPLITS = {
     "digits": ("train", "test"),
 }
 DATASETS = tuple(SPLITS)
+# Images of the train and test split of each dataset as read here (tiny-imagenet's test: its val
+# split; digits: the 80/20 split at any size), so that sizes are known without reading the data.
+SPLIT_SIZES = {
+    "cifar10": (50_000, 10_000),
+    "cifar100": (50_000, 10_000),
+    "svhn": (73_257, 26_032),
+    "tiny-imagenet": (100_000, 10_000),
+    "digits": (1_442, 355),
+}
 _OPTIONS = {
     "cifar10": {"url", "md5"},
     "cifar100": {"labels", "url", "md5"},
@@ -36,7 +45,15 @@ _EXPECTED = {
     "tiny-imagenet": f"{TINY_FOLDER}/ with wnids.txt",
 }
 
-__all__ = ["DATASETS", "ImageDataset", "data_root", "holdout", "load_dataset", "load_extra"]
+__all__ = [
+    "DATASETS",
+    "SPLIT_SIZES",
+    "ImageDataset",
+    "data_root",
+    "holdout",
+    "load_dataset",
+    "load_extra",
+]
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:

@@ -12,13 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..attacks.autoattack import STANDARD
-from ..data import load_dataset
+from ..data.datasets import SPLIT_SIZES, load_dataset
 from ..errors import ConfigError
 from ..evaluate import eps_text
 from .run import EvaluatedRun
 
-# Images in each dataset's test split (tiny-imagenet: its val split, which `test` reads).
-TEST_SIZES = {"cifar10": 10_000, "cifar100": 10_000, "svhn": 26_032, "tiny-imagenet": 10_000}
 # RobustBench's threat-model names and the radius of its CIFAR leaderboards.
 THREAT_MODELS = {"inf": "Linf", "2": "L2"}
 LEADERBOARD_EPS = {"inf": 8 / 255, "2": 0.5}
@@ -104,8 +102,8 @@ def _test_size(run: EvaluatedRun, report: dict[str, Any]) -> int:
     source = (report.get("source") or {}).get("data")
     if source is not None and source != f"{data.name}/test":
         raise _refusal(run, f"an evaluation of the run's test split {data.name}/test, not {source}")
-    if data.name in TEST_SIZES:
-        return TEST_SIZES[data.name]
+    if data.name in SPLIT_SIZES:
+        return SPLIT_SIZES[data.name][1]
     return len(load_dataset(data.name, data.root, split="test", quiet=True, **data.options).labels)
 
 

@@ -2,7 +2,8 @@
 
 A training recipe's name is its path under this folder without `.yaml`
 (`cifar10/trades/robustresnet-a1`, `digits-demo`); a sweep's is its path under `sweeps/`
-(`digits-demo`, as `rrn sweep` takes it). The first line of each file, a `# ` comment, is its
+(`digits-demo`, as `rrn sweep` takes it); a paper experiment's is its path under `experiments/`
+(`block-topology`, as `rrn reproduce` takes it). The first line of each file, a `# ` comment, is its
 one-line description. Wherever a recipe is asked for, a file path that exists wins over a name.
 """
 
@@ -16,17 +17,20 @@ from typing import Literal
 
 from ..errors import ConfigError
 
-Kind = Literal["train", "sweep"]
+Kind = Literal["train", "sweep", "experiment"]
 # A plain folder beside this module (wheels are unpacked): load_config and the trainers it starts
 # read the files by path.
 RECIPES_DIR = Path(__file__).resolve().parent
 SWEEPS_DIR = RECIPES_DIR / "sweeps"
+EXPERIMENTS_DIR = RECIPES_DIR / "experiments"
+FOLDERS: dict[Kind, Path] = {"sweep": SWEEPS_DIR, "experiment": EXPERIMENTS_DIR}
 SUFFIX = ".yaml"
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """One shipped file: `rrn train NAME` (kind "train") or `rrn sweep NAME` (kind "sweep")."""
+    """One shipped file: `rrn train NAME` (kind "train"), `rrn sweep NAME` (kind "sweep") or
+    `rrn reproduce NAME` (kind "experiment")."""
 
     kind: Kind
     name: str
@@ -43,11 +47,13 @@ class Recipe:
 def recipes(kind: Kind | None = None) -> list[Recipe]:
     """Every shipped recipe of `kind` (both kinds when None), training recipes first, by name."""
     found = []
+    order: list[Kind] = ["train", "sweep", "experiment"]
     for path in RECIPES_DIR.rglob(f"*{SUFFIX}"):
-        is_sweep = path.is_relative_to(SWEEPS_DIR)
-        name = path.relative_to(SWEEPS_DIR if is_sweep else RECIPES_DIR).with_suffix("")
-        found.append(Recipe("sweep" if is_sweep else "train", name.as_posix(), path))
-    found.sort(key=lambda recipe: (recipe.kind != "train", recipe.name))
+        found_kind = next((k for k, d in FOLDERS.items() if path.is_relative_to(d)), "train")
+        folder = FOLDERS.get(found_kind, RECIPES_DIR)
+        name = path.relative_to(folder).with_suffix("").as_posix()
+        found.append(Recipe(found_kind, name, path))
+    found.sort(key=lambda recipe: (order.index(recipe.kind), recipe.name))
     return [recipe for recipe in found if kind in (None, recipe.kind)]
 
 
@@ -69,7 +75,9 @@ def find_file(
         return names[str(text)]
     near = difflib.get_close_matches(str(text).removesuffix(SUFFIX), names, n=5, cutoff=0.5)
     hint = f"; did you mean {', '.join(near)}?" if near else ""
-    what = "a training recipe's" if kind == "train" else "a sweep's"
+    what = {"train": "a training recipe's", "sweep": "a sweep's", "experiment": "an experiment's"}[
+        kind
+    ]
     raise ConfigError(
         field, str(text), f"an existing YAML file or {what} name{hint} (`rrn recipes` lists them)"
     )

@@ -84,7 +84,7 @@ def plot_pareto(
     ax.set_title(f"{ATTACK_TITLES[metric]} accuracy against {'MACs' if cost == 'macs' else cost}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, title=colour_by, title_fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_axis_effects(
@@ -128,7 +128,7 @@ def plot_axis_effects(
     if colour_by:
         grid.flat[0].legend(fontsize=7, title=colour_by, title_fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _colours(rows: list[dict[str, Any]], colour_by: str | None) -> dict[str, Any]:
@@ -137,7 +137,8 @@ def _colours(rows: list[dict[str, Any]], colour_by: str | None) -> dict[str, Any
     return {label: palette(i % 10) for i, label in enumerate(labels)}
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write `fig` as a PNG (atomically) and close it."""
     try:
         atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"))
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .._units import format_count
@@ -13,6 +14,7 @@ from .spec import SweepSpec
 
 # The order of the parts of a trial's name; dotted-key axes follow in the sweep file's order.
 NAME_ORDER = (
+    "base",
     "block",
     "scaling",
     "depths",
@@ -20,6 +22,7 @@ NAME_ORDER = (
     "kernel_size",
     "activation",
     "normalization",
+    "se_reduction",
     "method",
 )
 BLOCK_ABBREVIATIONS = {"basic_block": "basic", "robust_res_block": "rrb"}
@@ -27,11 +30,13 @@ BLOCK_ABBREVIATIONS = {"basic_block": "basic", "robust_res_block": "rrb"}
 
 @dataclass(frozen=True)
 class Trial:
-    """One run of a sweep: its name, its name without the seed (`group`) and its axis values."""
+    """One run of a sweep: its name, its name without the seed (`group`), its axis values and,
+    once planned, its base config file."""
 
     name: str
     group: str
     values: dict[str, Any]
+    base: Path | None = None
     overrides: tuple[str, ...] = ()
     params: int | None = None
     macs: int | None = None
@@ -43,6 +48,7 @@ class Trial:
             "name": self.name,
             "group": self.group,
             "values": self.values,
+            "base": None if self.base is None else str(self.base),
             "overrides": list(self.overrides),
             "depths": None if self.spec is None else list(self.spec.depths),
             "widening": None if self.spec is None else list(self.spec.widening),
@@ -96,14 +102,20 @@ def trial_name(values: dict[str, Any], dotted: list[str]) -> tuple[str, str]:
 
 
 def _name_part(axis: str, value: Any) -> str:
-    if axis == "block":
+    if axis == "base":
+        text = str(value).removesuffix(".yaml").replace("/", "-")
+    elif axis == "block":
         text = BLOCK_ABBREVIATIONS.get(str(value), str(value).replace("_block", ""))
     elif axis == "scaling":
         text = f"{value['rule']}{_short_count(value['target'])}"
+        if "depth_share" in value:
+            text += f"-share{value['depth_share']:g}"
     elif axis in ("depths", "widening"):
         text = axis[0] + "-".join(_number(v) for v in _as_list(value))
     elif axis == "kernel_size":
         text = f"k{value}"
+    elif axis == "se_reduction":
+        text = f"r{value}"
     elif "." in axis:
         text = axis.rsplit(".", 1)[1] + _number(value)
     else:

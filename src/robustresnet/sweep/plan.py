@@ -13,13 +13,23 @@ from ..arch.profile import profile
 from ..arch.scaling import robust_scaling
 from ..arch.specs import require_arch_spec
 from ..errors import ConfigError
-from ..train.config import ExperimentConfig, load_config
+from ..train.config import ExperimentConfig, ModelConfig, load_config
 from ..train.objectives import Objective, objective_class
 from .expand import Trial, expand
 from .spec import SweepSpec, format_override
 
-ARCH_AXES = ("block", "scaling", "depths", "widening", "kernel_size", "activation", "normalization")
+ARCH_AXES = (
+    "block",
+    "scaling",
+    "depths",
+    "widening",
+    "kernel_size",
+    "activation",
+    "normalization",
+    "se_reduction",
+)
 STAGE_FIELDS = ("block", "kernel_size", "activation", "normalization")
+NETWORK_FIELDS = ("se_reduction",)  # axes that set a field of the whole ArchSpec
 # Axes that are plain config fields of `rrn train` (`method` replaces the objective section).
 CONFIG_KEYS = {"seed": "run.seed"}
 SPECS_DIR = "specs"
@@ -40,19 +50,25 @@ class Plan:
 
 def plan_sweep(sweep: SweepSpec, out_dir: str | Path) -> Plan:
     """Expand, size and filter a sweep; every trial's config is validated here, before running."""
-    base_config = load_config(sweep.base, sweep.overrides)
-    base = base_config.model.arch_spec()
+    configs = {path: load_config(path, sweep.overrides) for path in sweep.bases.values()}
     kept, excluded = [], []
     for trial in expand(sweep):
+        base_path = trial_base(sweep, trial)
+        base_config = configs[base_path]
         try:
-            spec = trial_spec(base, trial.values)
+            spec = trial_spec(base_config.model.arch_spec(), trial.values)
             overrides = trial_overrides(trial, base_config, Path(out_dir))
-            load_config(sweep.base, [*sweep.overrides, *overrides])
+            load_config(base_path, [*sweep.overrides, *overrides])
         except ConfigError as err:  # name the trial, keep the field
             raise ConfigError(f"{trial.name}: {err.field}", err.value, err.expected) from err
         sized = profile(spec)
         trial = dataclasses.replace(
-            trial, overrides=tuple(overrides), params=sized.params, macs=sized.macs, spec=spec
+            trial,
+            base=base_path,
+            overrides=tuple(overrides),
+            params=sized.params,
+            macs=sized.macs,
+            spec=spec,
         )
         reason = _filtered_out(sweep, trial)
         if reason:
@@ -62,9 +78,14 @@ def plan_sweep(sweep: SweepSpec, out_dir: str | Path) -> Plan:
     return Plan(trials=kept, excluded=excluded)
 
 
+def trial_base(sweep: SweepSpec, trial: Trial) -> Path:
+    """The base config file of a trial: its `base` axis value's, else the sweep's."""
+    return sweep.bases[trial.values["base"]] if "base" in trial.values else sweep.base
+
+
 def trial_spec(base: Spec, values: dict[str, Any]) -> Spec:
-    """`base` with the trial's block, depths, widening and per-stage layer choices (a cell
-    network takes no architecture axis: only the other axes, seeds, methods, ...)."""
+    """`base` with the trial's block, depths, widening, per-stage layer choices and SE reduction
+    (a cell network takes no architecture axis: only the other axes, seeds, methods, ...)."""
     if isinstance(base, CellNetSpec):
         if any(axis in values for axis in ARCH_AXES):
             require_arch_spec(base, "sweep axes of the architecture change residual stages")
@@ -78,7 +99,12 @@ def trial_spec(base: Spec, values: dict[str, Any]) -> Spec:
         shared = {name: getattr(base, name) for name in SCALING_FIELDS}
         activation = values.get("activation", base.stages[0].activation)
         scaled = robust_scaling(
-            point["target"], block=block, rule=point["rule"], activation=activation, **shared
+            point["target"],
+            block=block,
+            rule=point["rule"],
+            activation=activation,
+            **{key: point[key] for key in ("depth_share",) if key in point},
+            **shared,
         )
         depths, widening = list(scaled.depths), [int(w) for w in scaled.widening]
     for axis, per_stage in (("depths", depths), ("widening", widening)):
@@ -94,7 +120,8 @@ def trial_spec(base: Spec, values: dict[str, Any]) -> Spec:
         if widening is not None:
             changes.update(widening=widening[i], channels=None)
         stages.append(dataclasses.replace(stage, **changes))
-    return base.replace(stages=tuple(stages), name=None)
+    network = {name: values[name] for name in NETWORK_FIELDS if name in values}
+    return base.replace(stages=tuple(stages), name=None, **network)
 
 
 def method_objective(base: Objective, method: str) -> dict[str, Any]:
@@ -108,14 +135,9 @@ def method_objective(base: Objective, method: str) -> dict[str, Any]:
 
 def trial_overrides(trial: Trial, base: ExperimentConfig, out_dir: Path) -> list[str]:
     """Dotted overrides for `rrn train`: the trial's spec file, method, seed, other keys."""
-    model = base.model
     overrides = []
     if any(axis in trial.values for axis in ARCH_AXES):
-        overrides.append(format_override("model.name", str(spec_path(out_dir, trial.name))))
-        # The spec file holds the whole network: drop the base's other ways of giving it.
-        for key in ("spec", "reference", "activation"):
-            if getattr(model, key) is not None:
-                overrides.append(f"model.{key}=null")
+        overrides += spec_file_overrides(base.model, spec_path(out_dir, trial.name))
     for axis, value in trial.values.items():
         if axis == "method":
             overrides.append(format_override("objective", method_objective(base.objective, value)))
@@ -123,6 +145,16 @@ def trial_overrides(trial: Trial, base: ExperimentConfig, out_dir: Path) -> list
             overrides.append(format_override(CONFIG_KEYS[axis], value))
         elif "." in axis:
             overrides.append(format_override(axis, value))
+    return overrides
+
+
+def spec_file_overrides(model: ModelConfig, path: Path) -> list[str]:
+    """Overrides that make a run build the network in the spec file at `path`."""
+    overrides = [format_override("model.name", str(path))]
+    # The spec file holds the whole network: drop the base's other ways of giving it.
+    for key in ("spec", "reference", "activation"):
+        if getattr(model, key) is not None:
+            overrides.append(f"model.{key}=null")
     return overrides
 
 

@@ -38,7 +38,7 @@ def make_jobs(
     return [
         {
             "name": trial.name,
-            "base": str(spec.base),
+            "base": str(trial.base or spec.base),
             "overrides": [*spec.overrides, *trial.overrides],
             "run_dir": str(out_dir / trial.name),
             "threads": threads,
@@ -54,7 +54,7 @@ def write_plan(spec: SweepSpec, trials: list[Trial], out_dir: Path) -> None:
         out_dir / PLAN_FILE,
         {
             "sweep": spec.name,
-            "base": str(spec.base),
+            "base": None if spec.base is None else str(spec.base),
             "overrides": list(spec.overrides),
             "trials": [t.to_dict() for t in trials],
         },

@@ -1,4 +1,5 @@
-"""The sweep file: a base training config, axes to vary, zipped axes, filters and resources."""
+"""The sweep file: a base training config (or an axis of them), axes to vary, zipped axes,
+filters and resources."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ..recipes import find_file
 
 # Axes with a meaning of their own; any other axis must be a dotted config key (`optim.lr`).
 NAMED_AXES = (
+    "base",
     "block",
     "scaling",
     "depths",
@@ -26,6 +28,7 @@ NAMED_AXES = (
     "kernel_size",
     "activation",
     "normalization",
+    "se_reduction",
     "method",
     "seed",
 )
@@ -47,10 +50,13 @@ class SlurmOptions:
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A parsed sweep file; `axes` and each group of `zipped` map axis name -> list of values."""
+    """A parsed sweep file; `axes` and each group of `zipped` map axis name -> list of values.
+    `base` is None when a `base` axis gives each run its own, and `bases` maps every base as
+    written (the file's and the axis's values) to its file."""
 
     name: str
-    base: Path
+    base: Path | None
+    bases: dict[str, Path] = field(default_factory=dict)
     overrides: tuple[str, ...] = ()
     axes: dict[str, list[Any]] = field(default_factory=dict)
     zipped: tuple[dict[str, list[Any]], ...] = ()
@@ -79,8 +85,6 @@ def parse_sweep(raw: dict[str, Any], *, root: Path, default_name: str = "sweep")
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(unknown[0], raw[unknown[0]], f"one of the sweep keys {sorted(known)}")
-    if not isinstance(raw.get("base"), str) or not raw["base"]:
-        raise ConfigError("base", raw.get("base"), "a recipe name or a path (relative to the file)")
     if not isinstance(raw.get("output", ""), str):
         raise ConfigError("output", raw["output"], "a path (relative to the sweep file)")
     resources = raw.get("resources") or {}
@@ -95,11 +99,14 @@ def parse_sweep(raw: dict[str, Any], *, root: Path, default_name: str = "sweep")
         lengths = {len(values) for values in group.values()}
         if len(lengths) > 1:
             raise ConfigError(f"zip[{i}]", {k: len(v) for k, v in group.items()}, "equal lengths")
+    axes = _parse_axes("axes", raw.get("axes") or {})
+    bases = _bases(raw.get("base"), [*axes.get("base", []), *_zipped_bases(zipped)], root)
     spec = SweepSpec(
         name=_slug(str(raw.get("name", default_name)), "name"),
-        base=find_file(raw["base"], field="base", root=root).resolve(),
+        base=bases.get(raw["base"]) if "base" in raw else None,
+        bases=bases,
         overrides=_parse_overrides(raw.get("overrides")),
-        axes=_parse_axes("axes", raw.get("axes") or {}),
+        axes=axes,
         zipped=zipped,
         macs_window=_window("filters.macs", filters.get("macs")),
         params_window=_window("filters.params", filters.get("params")),
@@ -111,6 +118,26 @@ def parse_sweep(raw: dict[str, Any], *, root: Path, default_name: str = "sweep")
     )
     _check_axis_names(spec)
     return spec
+
+
+def _zipped_bases(zipped: tuple[dict[str, list[Any]], ...]) -> list[Any]:
+    return [value for group in zipped for value in group.get("base", [])]
+
+
+def _bases(base: Any, axis: list[Any], root: Path) -> dict[str, Path]:
+    """Every base config as written -> its file: the `base` key's, else the `base` axis's values
+    (one per run; then the key is left out)."""
+    expected = "a recipe name or a path (relative to the file)"
+    if base is None and not axis:
+        raise ConfigError("base", base, f"{expected}, or a `base` axis of them")
+    if base is not None and axis:
+        raise ConfigError("base", base, "either the base key or a base axis, not both")
+    found = {}
+    for where, text in [("base", base)] if base is not None else [("axes.base", v) for v in axis]:
+        if not isinstance(text, str) or not text:
+            raise ConfigError(where, text, expected)
+        found[text] = find_file(text, field=where, root=root).resolve()
+    return found
 
 
 def _check_keys(where: str, mapping: Any, allowed: set[str]) -> None:
@@ -211,21 +238,38 @@ def _parse_axes(where: str, raw: Any) -> dict[str, list[Any]]:
 
 
 def _scaling_values(where: str, raw: Any) -> list[dict[str, Any]]:
-    """RobustScaling points: `{targets: [...], rules: [...]}` (their product) or a list of them."""
+    """RobustScaling points: `{targets: [...], rules: [...], depth_shares: [...]}` (their
+    product; depth shares are optional, compound only) or a list of {rule, target, depth_share}."""
     if isinstance(raw, dict):
         targets = raw.get("targets")
         rules = raw.get("rules", ["compound"])
-        if not isinstance(targets, list) or not targets or not isinstance(rules, list):
+        shares = raw.get("depth_shares", [None])
+        if not all(isinstance(v, list) and v for v in (targets, rules, shares)):
             raise ConfigError(where, raw, "{targets: [20M, ...], rules: [compound, ...]}")
-        points = [{"rule": rule, "target": target} for rule in rules for target in targets]
+        points = [
+            {"rule": rule, "target": target, "depth_share": share}
+            for rule in rules
+            for target in targets
+            for share in shares
+        ]
     elif isinstance(raw, list) and raw and all(isinstance(p, dict) for p in raw):
-        points = [{"rule": p.get("rule", "compound"), "target": p.get("target")} for p in raw]
+        points = [
+            {"rule": p.get("rule", "compound"), "target": p.get("target")}
+            | {"depth_share": p.get("depth_share")}
+            for p in raw
+        ]
     else:
         raise ConfigError(where, raw, "{targets: [...], rules: [...]} or a list of {rule, target}")
     for point in points:
         if point["rule"] not in SCALING_RULES:
             raise ConfigError(f"{where}.rule", point["rule"], f"one of {list(SCALING_RULES)}")
         point["target"] = parse_count(point["target"], field=f"{where}.target")
+        share = point.pop("depth_share")
+        if share is not None:
+            number = isinstance(share, int | float) and not isinstance(share, bool)
+            if not number or not 0 < share < 1 or point["rule"] != "compound":
+                raise ConfigError(f"{where}.depth_share", share, "a fraction in (0, 1), compound")
+            point["depth_share"] = float(share)
     return points
 
 

@@ -1,0 +1,2 @@
+"""`rrn reproduce`: the paper's experiments as sweeps, their cost, and reports against the
+published tables."""

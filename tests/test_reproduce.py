@@ -1,0 +1,132 @@
+"""`rrn reproduce`: every experiment listed and costed, the published tables as data, and the
+smoke scale end to end (train, resume, compare) for block-topology, scaling and main."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+from robustresnet.cli import main
+from robustresnet.errors import ConfigError
+from robustresnet.reproduce.compare import Cell
+from robustresnet.reproduce.experiments import experiment_recipes, load_experiment
+from robustresnet.reproduce.published import Column, Value, published_tables
+from robustresnet.reproduce.throughput import load_throughput
+
+RUNS = {
+    "block-topology": 30,
+    "se-integration": 4,
+    "rrb-capacities": 4,
+    "scaling": 12,
+    "depth-grid": 343,
+    "width-grid": 512,
+    "depth-share": 14,
+    "main": 72,
+    "sat-mart": 16,
+    "advanced": 2,
+}
+
+
+def test_list_names_every_experiment_with_a_description(capsys):
+    assert main(["reproduce", "--list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {e["name"] for e in listed} == set(RUNS)
+    assert all(e["description"] for e in listed)
+
+
+def test_every_experiment_has_its_published_table_and_every_row_a_figure():
+    tables = published_tables()
+    for recipe in experiment_recipes():
+        experiment = load_experiment(recipe.name)
+        assert experiment.table in tables
+    main_rows = {row.label: row for row in tables["main"].rows}
+    cell = main_rows["WRN-28-10"].results[Column("cifar100", "trades", "aa")]
+    assert cell == Value(25.26, 0.06)
+    assert main_rows["RobustResNet-A1"].results[Column("cifar10", "trades", "pgd20")].std is None
+    assert {"robnet-large-v2", "advrush", "racl"} <= {
+        row.match["network"] for row in tables["main"].rows
+    }
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_dry_run_lists_runs_sizes_and_device_hours(name, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["reproduce", name, "--dry-run", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert len(listed["runs"]) == RUNS[name]
+    assert all(r["macs"] > 0 and r["params"] > 0 and r["device_hours"] > 0 for r in listed["runs"])
+    assert math.isclose(listed["device_hours"], sum(r["device_hours"] for r in listed["runs"]))
+    assert listed["throughput"]["setting"].startswith("cpu")
+    assert not (tmp_path / "runs").exists()  # a dry run writes nothing
+
+
+def test_published_sizes_match_the_networks_run():
+    """The scaling and capacity tables' #F are those of the networks the experiments train."""
+    for name in ("scaling", "rrb-capacities"):
+        experiment = load_experiment(name)
+        from robustresnet.reproduce.study import experiment_plan
+
+        _, plan = experiment_plan(experiment, "unused")
+        rows = published_tables()[experiment.table].rows
+        for row, trial in zip(rows, plan.trials, strict=True):
+            assert trial.values["depths"] == row.match["depths"]
+            published_10g_dw = row.label == "10G D&W"  # the README's 9.74G is not WRN-A2's
+            assert published_10g_dw or abs(trial.macs / row.macs - 1) < 0.02, row.label
+
+
+def test_estimate_scales_with_macs_and_epochs(tmp_path, capsys):
+    bench = tmp_path / "bench.json"
+    rows = [{"size": "A1", "pass": "trades", "macs": 5e9, "images": 8, "ours_images_per_s": 100.0}]
+    bench.write_text(json.dumps({"settings": "cuda, bf16", "machine": {"gpu": "G"}, "rows": rows}))
+    assert load_throughput(bench).seconds_per_pass(5e9) == pytest.approx(1 / 1200)
+    assert (
+        main(["reproduce", "scaling", "--dry-run", "--json", "--throughput-from", str(bench)]) == 0
+    )
+    listed = json.loads(capsys.readouterr().out)
+    hours = {r["name"]: r["device_hours"] for r in listed["runs"]}
+    macs = {r["name"]: r["macs"] for r in listed["runs"]}
+    a, b = "d5-5-2-w10-10-10-s0", "d27-28-13-w10-14-6-s0"
+    assert hours[b] / hours[a] == pytest.approx(macs[b] / macs[a])
+    train = 100 * (50_000 - 1024) * 12  # epochs x images x TRADES-10 passes
+    assert hours[a] * 3600 * 1200 > train  # plus validation and the final evaluation
+    bench.write_text(json.dumps({"settings": "cpu", "rows": [{"pass": "trades", "size": "x"}]}))
+    with pytest.raises(ConfigError, match="throughput-from"):
+        load_throughput(bench)
+    with pytest.raises(ConfigError, match="device"):
+        load_throughput(device="cuda")  # no GPU figure is shipped
+
+
+def test_cells_flag_beyond_two_combined_standard_deviations():
+    column = Column("cifar10", "trades", "aa")
+    cell = Cell("r", column, Value(50.0, 0.3), Value(49.0, 0.4), finished=3, planned=3)
+    assert cell.combined_std == pytest.approx(0.5) and cell.flagged is False
+    assert Cell("r", column, Value(50.0, 0.3), Value(48.9, 0.4), 3, 3).flagged
+    assert not Cell("r", column, Value(50.0), Value(40.0), 1, 1).flagged  # no spread: not judged
+    assert Cell("r", column, Value(50.0), None, 0, 3).difference is None
+
+
+@pytest.mark.parametrize("name", ["block-topology", "scaling", "main"])
+def test_smoke_scale_runs_resumes_and_compares(name, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["reproduce", name, "--scale", "smoke", "--parallel", "2", "--quiet"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "runs" / "reproduce" / f"{name}-smoke"
+    summary = json.loads((out / "sweep-summary.json").read_text())
+    assert summary["counts"] == {"finished": 3}
+    assert main(["reproduce", name, "--scale", "smoke", "--quiet", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"] == {"skipped": 3}  # a rerun resumes
+
+    assert main(["reproduce", name, "--scale", "smoke", "--report", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["runs"] == {"finished": 3} and report["cells_with_runs"] > 0
+    with open(out / "report" / "comparison.csv") as file:
+        cells = [c for c in csv.DictReader(file) if c["ours"]]
+    assert cells and all(c["finished"] == c["planned"] for c in cells)
+    assert all(0 <= float(c["ours"]) <= 100 for c in cells)
+    text = (out / "report" / "comparison.md").read_text()
+    assert "published against ours" in text and "| – | not run |" in text
+    if name == "scaling":
+        assert (out / "report" / "robust_vs_macs.png").stat().st_size > 0
