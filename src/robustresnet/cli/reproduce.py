@@ -115,7 +115,15 @@ def _estimate(args: argparse.Namespace, experiment, sweep, plan, out: Path) -> i
         if key not in configs:
             configs[key] = load_config(trial.base, [*sweep.overrides, *key[1:]])
         cost = run_cost(configs[key], trial.macs, throughput)
-        runs.append({**trial.to_dict(), "device_hours": cost.seconds / 3600, "passes": cost.passes})
+        depths, widening = trial.shape_text()
+        runs.append(
+            {
+                **trial.to_dict(),
+                "device_hours": cost.seconds / 3600,
+                "passes": cost.passes,
+                "shape": [depths, widening],
+            }
+        )
     total = sum(r["device_hours"] for r in runs)
     speed = {
         "setting": throughput.setting,
@@ -156,8 +164,7 @@ def _print_runs(runs: list[dict[str, Any]]) -> None:
     width = max([len(r["name"]) for r in runs] + [3])
     print(f"{'run':{width}}  {'depths':>10}  {'widening':>10}  {'#P':>7}  {'#F':>7}  {'hours':>9}")
     for r in runs:
-        depths = "-".join(str(d) for d in r["depths"])
-        widening = "-".join(f"{w:g}" for w in r["widening"])
+        depths, widening = r["shape"]
         print(
             f"{r['name']:{width}}  {depths:>10}  {widening:>10}  {format_count(r['params']):>7}  "
             f"{format_count(r['macs']):>7}  {r['device_hours']:9,.2f}"

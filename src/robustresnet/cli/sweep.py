@@ -184,8 +184,7 @@ def _list(name: str, out: Path, plan, *, as_json: bool) -> int:
     width = max([len(t.name) for t in plan.trials] + [4])
     print(f"{'run':{width}}  {'depths':>10}  {'widening':>10}  {'#P':>7}  {'#F (MACs)':>9}")
     for trial in plan.trials:
-        depths = "-".join(str(d) for d in trial.spec.depths)
-        widening = "-".join(f"{w:g}" for w in trial.spec.widening)
+        depths, widening = trial.shape_text()
         print(
             f"{trial.name:{width}}  {depths:>10}  {widening:>10}  "
             f"{format_count(trial.params):>7}  {format_count(trial.macs):>9}"

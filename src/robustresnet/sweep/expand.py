@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .._units import format_count
+from ..arch.spec import ArchSpec
 from ..errors import ConfigError
 from .spec import SweepSpec
 
@@ -42,8 +43,17 @@ class Trial:
     macs: int | None = None
     spec: Any = field(default=None, compare=False, repr=False)
 
+    def shape_text(self) -> tuple[str, str]:
+        """Depths and widening for a table, e.g. ("14-14-7", "5-7-3"); "-" where a cell network
+        has no widening."""
+        depths = "-".join(str(d) for d in self.spec.depths)
+        if not isinstance(self.spec, ArchSpec):
+            return depths, "-"
+        return depths, "-".join(f"{w:g}" for w in self.spec.widening)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready record of the trial (without the spec object)."""
+        """JSON-ready record of the trial (without the spec object); a cell network has no
+        widening (None)."""
         return {
             "name": self.name,
             "group": self.group,
@@ -51,7 +61,7 @@ class Trial:
             "base": None if self.base is None else str(self.base),
             "overrides": list(self.overrides),
             "depths": None if self.spec is None else list(self.spec.depths),
-            "widening": None if self.spec is None else list(self.spec.widening),
+            "widening": None if not isinstance(self.spec, ArchSpec) else list(self.spec.widening),
             "params": self.params,
             "macs": self.macs,
         }
