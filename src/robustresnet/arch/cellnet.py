@@ -15,6 +15,7 @@ from torch import nn
 
 from .cell_ops import CELL_OPS, FactorizedReduce, Wrapped, relu_conv_bn
 from .cellspec import Cell, CellNetSpec
+from .layers import register_input_stats
 
 
 class NasCell(nn.Module):
@@ -72,11 +73,7 @@ class CellNetwork(nn.Module):
         super().__init__()
         fk = {"device": device, "dtype": dtype}
         self.spec = spec
-        self.normalize = spec.mean is not None
-        if self.normalize:
-            shape = (1, spec.in_channels, 1, 1)
-            self.register_buffer("mu", torch.tensor(spec.mean, **fk).view(shape))
-            self.register_buffer("sigma", torch.tensor(spec.std, **fk).view(shape))
+        register_input_stats(self, spec, **fk)
         c = spec.init_channels
         stem = spec.stem_multiplier * c
         # `stem`, `cells`, `global_pooling`, `classifier` kept for checkpoint compatibility.

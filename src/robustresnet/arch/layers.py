@@ -51,6 +51,16 @@ class ChannelLayerNorm(nn.LayerNorm):
         return y.permute(0, 3, 1, 2)
 
 
+def register_input_stats(module: nn.Module, spec, **factory) -> None:
+    """Give `module` buffers `mu` / `sigma` of shape (1, C, 1, 1) when `spec.mean` is set (the
+    names of RobustBench's and the authors' checkpoints); `module.normalize` says whether."""
+    module.normalize = spec.mean is not None
+    if module.normalize:
+        shape = (1, spec.in_channels, 1, 1)
+        module.register_buffer("mu", torch.tensor(spec.mean, **factory).view(shape))
+        module.register_buffer("sigma", torch.tensor(spec.std, **factory).view(shape))
+
+
 def group_count(channels: int) -> int:
     """Groups of GroupNorm: C/8 as the authors use, else the largest divisor of C below C/8."""
     target = max(1, channels // 8)

@@ -17,7 +17,7 @@ from .blocks import BLOCKS, make_stage
 from .cellnet import CellNetwork
 from .cellspec import CellNetSpec
 from .fuse import fuse
-from .layers import ACTIVATIONS, NORMS
+from .layers import ACTIVATIONS, NORMS, register_input_stats
 from .spec import ArchSpec
 from .specs import Spec
 
@@ -29,12 +29,7 @@ class RobustResNet(nn.Module):
         super().__init__()
         fk = {"device": device, "dtype": dtype}
         self.spec = spec
-        self.normalize = spec.mean is not None
-        if self.normalize:
-            shape = (1, spec.in_channels, 1, 1)
-            # `mu` / `sigma` kept for checkpoint compatibility (RobustBench's WRN-A4 layout).
-            self.register_buffer("mu", torch.tensor(spec.mean, **fk).view(shape))
-            self.register_buffer("sigma", torch.tensor(spec.std, **fk).view(shape))
+        register_input_stats(self, spec, **fk)
         # `stem_conv`, `blocks`, `norm1`, `fc` kept for checkpoint compatibility (authors' names).
         self.stem_conv = nn.Conv2d(
             spec.in_channels, spec.stem_channels, 3, padding=1, bias=False, **fk
