@@ -11,21 +11,18 @@ YAML/JSON like `ArchSpec` (its dict carries `kind: cell_network`).
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, in_file
+from ..errors import ConfigError
 from .cell_ops import CELL_OPS
 from .spec import (
     MAX_INPUT_SIZE,
+    SpecFile,
     _int,
     _reject_unknown,
     input_stats,
-    read_spec_data,
-    write_spec_data,
 )
 
 KIND = "cell_network"
@@ -90,7 +87,7 @@ def _concat(name: str, value: Any, states: int) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class CellNetSpec:
+class CellNetSpec(SpecFile):
     """A whole cell network: genotype (normal and reduction cells), size, head, input."""
 
     normal: Cell
@@ -142,22 +139,13 @@ class CellNetSpec:
         bounds = (-1, *self.reductions, self.layers)
         return tuple(b - a - 1 for a, b in zip(bounds, bounds[1:], strict=False))
 
-    def replace(self, **changes: Any) -> CellNetSpec:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
-
     def to_dict(self) -> dict[str, Any]:
         """Plain data for YAML/JSON (edges as [op, input] lists); `from_dict` reads it back."""
-        out: dict[str, Any] = {"kind": KIND}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("normal", "reduce"):
-                value = [[list(edge) for edge in node] for node in value]
-            elif isinstance(value, tuple):
-                value = list(value)
-            if value is not None:
-                out[f.name] = value
-        return out
+
+        def edges(cell: Cell) -> list[list[list[Any]]]:
+            return [[list(edge) for edge in node] for node in cell]
+
+        return {"kind": KIND, **self._plain_fields({"normal": edges, "reduce": edges})}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CellNetSpec:
@@ -173,14 +161,3 @@ class CellNetSpec:
             if name not in fields:
                 raise ConfigError(name, None, "a value (a required cell network field)")
         return cls(**fields)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write YAML (.yaml/.yml) or JSON (.json), atomically."""
-        return write_spec_data(self.to_dict(), Path(path))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> CellNetSpec:
-        """Read a spec written by `save` (or by hand)."""
-        data = read_spec_data(Path(path))
-        with in_file(path):
-            return cls.from_dict(data)

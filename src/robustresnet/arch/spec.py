@@ -12,10 +12,10 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -111,8 +111,43 @@ class StageSpec:
         return {k: v for k, v in out.items() if v is not None}
 
 
+class SpecFile:
+    """What every spec kind shares: a validated copy, plain data, and a YAML / JSON file."""
+
+    def replace(self: _Spec, **changes: Any) -> _Spec:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    def _plain_fields(self, convert: Mapping[str, Callable[[Any], Any]]) -> dict[str, Any]:
+        """Every set field as plain data: tuples become lists, `convert[name]` the named ones."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if f.name in convert:
+                value = convert[f.name](value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            if value is not None:
+                out[f.name] = value
+        return out
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write YAML (.yaml/.yml) or JSON (.json), atomically."""
+        return write_spec_data(self.to_dict(), Path(path))  # type: ignore[attr-defined]
+
+    @classmethod
+    def load(cls: type[_Spec], path: str | os.PathLike) -> _Spec:
+        """Read a spec written by `save` (or by hand)."""
+        data = read_spec_data(Path(path))
+        with in_file(path):  # a field's error says which spec file to fix
+            return cls.from_dict(data)  # type: ignore[attr-defined]
+
+
+_Spec = TypeVar("_Spec", bound=SpecFile)
+
+
 @dataclass(frozen=True)
-class ArchSpec:
+class ArchSpec(SpecFile):
     """A whole network: stem, stages, head, block hyper-parameters, optional input normalisation."""
 
     stages: tuple[StageSpec, ...]
@@ -211,22 +246,9 @@ class ArchSpec:
             out *= stage.stride
         return out
 
-    def replace(self, **changes: Any) -> ArchSpec:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
-
     def to_dict(self) -> dict[str, Any]:
         """Plain data for YAML/JSON; `from_dict` reads it back."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "stages":
-                value = [s.to_dict() for s in value]
-            elif isinstance(value, tuple):
-                value = list(value)
-            if value is not None:
-                out[f.name] = value
-        return out
+        return self._plain_fields({"stages": lambda stages: [s.to_dict() for s in stages]})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ArchSpec:
@@ -251,17 +273,6 @@ class ArchSpec:
             except ConfigError as err:
                 raise ConfigError(f"stages[{i}].{err.field}", err.value, err.expected) from None
         return cls(**{**data, "stages": tuple(parsed)})
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write YAML (.yaml/.yml) or JSON (.json), atomically."""
-        return write_spec_data(self.to_dict(), Path(path))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> ArchSpec:
-        """Read a spec written by `save` (or by hand)."""
-        data = read_spec_data(Path(path))
-        with in_file(path):  # a field's error says which spec file to fix
-            return cls.from_dict(data)
 
     @classmethod
     def from_reference(cls, cfg: Mapping[str, Any]) -> ArchSpec:
