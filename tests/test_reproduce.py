@@ -1,5 +1,6 @@
-"""`rrn reproduce`: every experiment listed and costed, the published tables as data, and the
-smoke scale end to end (train, resume, compare) for block-topology, scaling and main."""
+"""`rrn reproduce`: every experiment listed and costed, the published tables as data, the smoke
+scale end to end (train, resume, compare) for block-topology, scaling and main, and the digits
+scale's runs and networks."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import math
 
 import pytest
 
+from robustresnet import build_model
+from robustresnet.arch import get_spec
 from robustresnet.cli import main
 from robustresnet.errors import ConfigError
-from robustresnet.reproduce.compare import Cell
+from robustresnet.reproduce.compare import Cell, rank_agreement
 from robustresnet.reproduce.experiments import experiment_recipes, load_experiment
 from robustresnet.reproduce.published import Column, Value, published_tables
+from robustresnet.reproduce.scales import shrink
 from robustresnet.reproduce.throughput import load_throughput
 
 RUNS = {
@@ -128,5 +132,62 @@ def test_smoke_scale_runs_resumes_and_compares(name, tmp_path, monkeypatch, caps
     assert all(0 <= float(c["ours"]) <= 100 for c in cells)
     text = (out / "report" / "comparison.md").read_text()
     assert "published against ours" in text and "| – | not run |" in text
+    assert "**Scale: smoke.**" in text and report["scale"] == "smoke"
     if name == "scaling":
         assert (out / "report" / "robust_vs_macs.png").stat().st_size > 0
+
+
+def _digits_runs(name: str, capsys) -> list[dict]:
+    assert main(["reproduce", name, "--scale", "digits", "--dry-run", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["scale"] == "digits" and listed["output"].endswith(f"{name}-digits")
+    return listed["runs"]
+
+
+def test_digits_scale_keeps_the_scaling_budgets_apart(capsys, tmp_path, monkeypatch):
+    """Depths halved (rounded up) and channels / 8: every run of the 5G, 10G, 20G and 40G
+    groups stays below every run of the next group, as at full size."""
+    monkeypatch.chdir(tmp_path)
+    runs = _digits_runs("scaling", capsys)
+    assert len(runs) == RUNS["scaling"]
+    first = next(r for r in runs if r["name"] == "d27-28-13-w10-14-6-s0")
+    assert first["shape"][0] == "14-14-7"  # ceil(27 / 2), ceil(28 / 2), ceil(13 / 2)
+    groups = [[r["macs"] for r in runs[i : i + 3]] for i in range(0, len(runs), 3)]
+    assert all(max(low) < min(high) for low, high in zip(groups, groups[1:], strict=False))
+    assert max(groups[-1]) < 3e7  # minutes on a CPU, not hours
+
+
+def test_digits_scale_runs_one_dataset_with_every_seed(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs = _digits_runs("block-topology", capsys)
+    assert len(runs) == RUNS["block-topology"] // 2  # CIFAR-10's; digits has one dataset
+    assert {r["name"].split("-")[0] for r in runs} == {"cifar10"}
+    assert {r["name"][-2:] for r in runs} == {"s0", "s1", "s2"}
+    # main: the NAS cell networks shrink too (fewer cells, fewer channels)
+    names = {r["name"] for r in _digits_runs("main", capsys)}
+    assert {"cifar10-trades-advrush-s0", "cifar10-trades-robustresnet-a4-s2"} <= names
+
+
+@pytest.mark.parametrize("scale", ["smoke", "digits"])
+@pytest.mark.parametrize("preset", ["robustresnet-a1", "robnet-large-v2", "racl"])
+def test_shrunk_networks_build_and_run(preset, scale):
+    import torch
+
+    spec = shrink(get_spec(preset), scale)
+    assert build_model(spec)(torch.rand(2, 3, 8, 8)).shape == (2, 10)
+
+
+def test_rank_agreement_is_kendalls_tau_over_rows_measured():
+    column = Column("cifar10", "trades", "pgd20")
+
+    def cell(row, published, ours):
+        return Cell(row, column, Value(published), None if ours is None else Value(ours), 1, 1)
+
+    same = [cell("a", 50, 10), cell("b", 52, 11), cell("c", 54, 12), cell("d", 56, None)]
+    assert rank_agreement(same) == [
+        {"column": "cifar10/trades/pgd20", "rows": 3, "tau": pytest.approx(1.0),
+         "p": pytest.approx(1 / 3)}
+    ]  # fmt: skip
+    reversed_ = [cell("a", 50, 12), cell("b", 52, 11), cell("c", 54, 10)]
+    assert rank_agreement(reversed_)[0]["tau"] == pytest.approx(-1.0)
+    assert rank_agreement(same[:2]) == []  # two rows: no ranking to judge

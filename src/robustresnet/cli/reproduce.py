@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..reproduce import SCALES
 from ._common import add_output_flags, example_epilog, print_json
 
 ESTIMATE_NOTE = (
@@ -35,7 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "published figure against ours (mean ± std over seeds, runs finished), the "
             "difference, flagged beyond two combined standard deviations, and the paper's "
             "figure. --scale smoke runs any experiment in a minute or two on a CPU: 8x8 "
-            "digits, tiny networks, 2 epochs, 3 of its runs."
+            "digits, tiny networks, 2 epochs, 3 of its runs. --scale digits runs all its runs "
+            "of one dataset on 8x8 digits as the digits-base recipe trains, each network "
+            "shrunk in proportion (depth / 4, channels / 8)."
         ),
         **example_epilog(
             "rrn reproduce --list",
@@ -45,6 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "rrn reproduce block-topology --report",
             "rrn reproduce scaling --scale smoke",
             "rrn reproduce scaling --scale smoke --report",
+            "rrn reproduce block-topology --scale digits --parallel 2",
         ),
     )
     parser.add_argument("name", nargs="?", metavar="NAME", help="the experiment (see --list)")
@@ -55,7 +59,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--report", action="store_true", help="compare with the published table")
     parser.add_argument("--data", type=Path, metavar="ROOT", help="where the datasets are")
     parser.add_argument("--out", type=Path, help="runs folder (default runs/reproduce/NAME)")
-    parser.add_argument("--scale", choices=("full", "smoke"), default="full")
+    parser.add_argument("--scale", choices=SCALES, default="full", help="full (default), smoke "
+                        "or digits: where and how big the runs are")  # fmt: skip
     parser.add_argument("--throughput-from", type=Path, metavar="BENCH.json")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="whose throughput (default: "
                         "cuda when measured, else cpu)")  # fmt: skip
@@ -175,7 +180,7 @@ def _print_runs(runs: list[dict[str, Any]]) -> None:
 def _report(args: argparse.Namespace, experiment, plan, out: Path) -> int:
     from ..reproduce.report import reproduce_report
 
-    summary = reproduce_report(experiment, plan, out)
+    summary = reproduce_report(experiment, plan, out, scale=args.scale)
     if args.json:
         print_json(summary)
     else:

@@ -150,6 +150,32 @@ def _blank(value: float | None) -> Any:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
+def rank_agreement(cells: list[Cell]) -> list[dict[str, Any]]:
+    """Per column (dataset, method, metric) with three or more rows measured: Kendall's τ
+    between the published means and ours, with its p-value and the number of rows."""
+    from scipy.stats import kendalltau
+
+    columns: dict[Column, list[Cell]] = {}
+    for cell in cells:
+        if cell.ours is not None:
+            columns.setdefault(cell.column, []).append(cell)
+    out = []
+    for column, measured in columns.items():
+        if len(measured) >= 3:
+            tau = kendalltau([c.published.mean for c in measured], [c.ours.mean for c in measured])
+            out.append({"column": column.label, "rows": len(measured), "tau": tau.statistic,
+                        "p": tau.pvalue})  # fmt: skip
+    return out
+
+
+def rank_markdown(agreement: list[dict[str, Any]]) -> str:
+    lines = ["| column | rows | Kendall's τ | p |", "|---|---:|---:|---:|"]
+    for entry in agreement:
+        tau, p = (f"{entry[k]:.2f}" if math.isfinite(entry[k]) else "–" for k in ("tau", "p"))
+        lines.append(f"| {entry['column']} | {entry['rows']} | {tau} | {p} |")
+    return "\n".join(lines) + "\n"
+
+
 def sizes_markdown(rows: tuple[Row, ...], sizes: dict[str, tuple[int, int]]) -> str:
     """#P and #F of each row as published and as counted for its runs (at the scale planned)."""
     lines = [

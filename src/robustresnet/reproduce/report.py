@@ -11,20 +11,45 @@ from .._io import write_json, write_text
 from ..report.gather import read_run
 from ..report.tables import kendall_markdown, kendall_table, pick_metric
 from ..sweep import Plan
-from .compare import cells_csv, cells_markdown, compare, model_key, sizes_markdown
+from .compare import (
+    cells_csv,
+    cells_markdown,
+    compare,
+    model_key,
+    rank_agreement,
+    rank_markdown,
+    sizes_markdown,
+)
 from .experiments import Experiment
 from .figures import plot_depth_share, plot_macs, plot_stages
 from .published import published_tables
 from .study import base_configs, identity, matching_row
 
 STAGE_AXES = ("D1", "D2", "D3", "W1", "W2", "W3")
+SCALE_NOTE = (
+    "**Scale: {scale}.** These runs are not the paper's setting (see `rrn reproduce --help` and "
+    "docs/reproduce.md): 8x8 digits and shrunk networks, against the paper's figures for its "
+    "dataset. The differences and their flags compare two different tasks; the ranking below "
+    "is what can be compared.\n"
+)
+RANK_NOTE = (
+    "Does the order of the rows reproduce? Kendall's τ between the published means and ours "
+    "over the rows that have both (1: the same order, 0: unrelated, −1: reversed), with its "
+    "two-sided p-value.\n"
+)
 
 
 def reproduce_report(
-    experiment: Experiment, plan: Plan, runs_dir: str | Path, out_dir: str | Path | None = None
+    experiment: Experiment,
+    plan: Plan,
+    runs_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    scale: str = "full",
 ) -> dict[str, Any]:
     """Compare the experiment's published table with the planned runs under `runs_dir` (those
-    finished so far); write the files into `out_dir` (default RUNS_DIR/report)."""
+    finished so far, trained at `scale`); write the files into `out_dir` (default
+    RUNS_DIR/report)."""
     runs_dir = Path(runs_dir)
     out = Path(out_dir) if out_dir is not None else runs_dir / "report"
     table = published_tables()[experiment.table]
@@ -46,16 +71,18 @@ def reproduce_report(
     figure_text = _figure(experiment, table, cells, sizes, runs + unmatched, out, files)
     files["csv"] = write_text(out / "comparison.csv", cells_csv(cells))
     status = Counter(r["status"] for r in runs + unmatched)
-    markdown = _markdown(experiment, table, cells, sizes, status, figure_text, files)
+    markdown = _markdown(experiment, table, cells, sizes, status, figure_text, files, scale)
     files["markdown"] = write_text(out / "comparison.md", markdown)
     summary = {
         "experiment": experiment.name,
+        "scale": scale,
         "table": table.name,
         "runs_dir": str(runs_dir),
         "runs": dict(status),
         "cells": len(cells),
         "cells_with_runs": sum(c.ours is not None for c in cells),
         "flagged": [f"{c.row} {c.column.label}" for c in cells if c.flagged],
+        "rank_agreement": rank_agreement(cells),
         "files": {key: str(path) for key, path in files.items()},
     }
     write_json(out / "comparison.json", summary)
@@ -87,12 +114,14 @@ def _figure(experiment, table, cells, sizes, runs, out, files) -> str:
     return ""
 
 
-def _markdown(experiment, table, cells, sizes, status, figure_text, files) -> str:
-    """comparison.md: what is compared, the cells, the networks' sizes, claims and figure."""
+def _markdown(experiment, table, cells, sizes, status, figure_text, files, scale) -> str:
+    """comparison.md: what is compared, the cells, the rank agreement, the networks' sizes,
+    claims and figure."""
     counts = ", ".join(f"{n} {s}" for s, n in sorted(status.items())) or "no runs"
     parts = [
         f"# {experiment.name}: published against ours\n",
         f"{experiment.description}. Published: {table.source}. Runs: {counts}.\n",
+        *([] if scale == "full" else [SCALE_NOTE.format(scale=scale)]),
         "Accuracy in percent. Ours: mean ± std over the finished runs (seeds) of each row; "
         "Δ is flagged **beyond 2σ** when |Δ| > 2·sqrt(published std² + our std²), the "
         "published std taken as 0 where the paper gives a single figure and ours as 0 with one "
@@ -100,6 +129,9 @@ def _markdown(experiment, table, cells, sizes, status, figure_text, files) -> st
     ]
     if cells:
         parts.append(cells_markdown(cells))
+    agreement = rank_agreement(cells)
+    if agreement:
+        parts += ["\n## Ranking\n", RANK_NOTE, rank_markdown(agreement)]
     if table.rows:
         parts += ["\n## Networks\n", sizes_markdown(table.rows, sizes)]
     if table.claims:

@@ -1,6 +1,6 @@
-"""An experiment as runs: its sweep planned at a scale (full or smoke) into an output folder,
-with what each run is in the paper's terms (dataset, method, network and the axis values that
-the published rows match)."""
+"""An experiment as runs: its sweep planned at a scale (full, smoke, digits) into an output
+folder, with what each run is in the paper's terms (dataset, method, network and the axis
+values that the published rows match)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ from ..errors import ConfigError
 from ..sweep import Plan, SweepSpec, Trial, plan_sweep
 from ..sweep.spec import format_override
 from ..train.config import ExperimentConfig, load_config
+from . import SCALES
 from .experiments import Experiment
 from .published import Row
-from .smoke import smoke_sweep, smoke_trials
+from .scales import scale_plan, scale_sweep
 
-SCALES = ("full", "smoke")
 RUNS_ROOT = Path("runs") / "reproduce"
 
 
 def default_out(experiment: Experiment, scale: str = "full") -> Path:
-    """runs/reproduce/NAME (NAME-smoke at the smoke scale), under the current folder."""
-    return RUNS_ROOT / (experiment.name + ("-smoke" if scale == "smoke" else ""))
+    """runs/reproduce/NAME (NAME-smoke, NAME-digits at those scales), under the current folder."""
+    return RUNS_ROOT / (experiment.name + ("" if scale == "full" else f"-{scale}"))
 
 
 def experiment_plan(
@@ -40,12 +40,10 @@ def experiment_plan(
     if data_root is not None:
         root = format_override("data.root", str(Path(data_root).resolve()))
         sweep = dataclasses.replace(sweep, overrides=(*sweep.overrides, root))
-    if scale == "smoke":
-        sweep = smoke_sweep(sweep)
-    plan = plan_sweep(sweep, out_dir)
-    if scale == "smoke":
-        plan = Plan(trials=smoke_trials(plan.trials, out_dir), excluded=plan.excluded)
-    return sweep, plan
+    if scale == "full":
+        return sweep, plan_sweep(sweep, out_dir)
+    sweep = scale_sweep(sweep, scale)
+    return sweep, scale_plan(plan_sweep(sweep, out_dir), scale, out_dir)
 
 
 def base_configs(experiment: Experiment) -> dict[Path, ExperimentConfig]:
