@@ -36,6 +36,28 @@ def test_no_decay_group_is_exactly_norm_parameters_and_biases():
     assert (decay["weight_decay"], no_decay["weight_decay"]) == (5e-4, 0.0)
 
 
+def test_norm_rule_exempts_normalisation_only_as_wang_2023_group_weight():
+    """DM-Improves-AT gowal21uncovering/utils/watrain.py `group_weight`: no decay for names
+    holding "batchnorm" (every BatchNorm of its WRN: batchnorm_0, batchnorm_1, batchnorm); the
+    classifier's bias (`logits.bias`) is decayed."""
+    model = nn.Sequential()
+    model.add_module("init_conv", nn.Conv2d(3, 4, 3, bias=False))
+    model.add_module("batchnorm_0", nn.BatchNorm2d(4))
+    model.add_module("conv_0", nn.Conv2d(4, 4, 1))
+    model.add_module("batchnorm", nn.BatchNorm2d(4))
+    model.add_module("pool", nn.AdaptiveAvgPool2d(1))
+    model.add_module("flat", nn.Flatten())
+    model.add_module("logits", nn.Linear(4, 2))
+    names = {id(p): n for n, p in model.named_parameters()}
+    authors = {n for n in names.values() if "batchnorm" in n}
+    assert {names[id(p)] for p in no_weight_decay_parameters(model, "norm")} == authors
+    assert "logits.bias" not in authors and "conv_0.bias" not in authors
+    every_kind = model_with_every_kind()
+    names = {id(p): n for n, p in every_kind.named_parameters()}
+    exempt = {names[id(p)] for p in no_weight_decay_parameters(every_kind, "norm")}
+    assert exempt == {"1.weight", "1.bias", "3.weight", "3.bias", "5.weight", "5.bias"}
+
+
 def test_plain_optimizer_decays_every_trainable_parameter():
     model = model_with_every_kind()
     model[0].weight.requires_grad_(False)

@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..recipes import find_file
 from .objectives import TRADES, Objective, check_settings, objective_class
 
-NO_DECAY = ("none", "norm_and_bias", "bn_in_name")
+NO_DECAY = ("none", "norm", "norm_and_bias", "bn_in_name")
 # Sane limits, checked when the config is read, before anything is allocated. Counts (images,
 # batches, steps, epochs) stay below 2^31: torch's sizes overflow beyond, and no dataset is that
 # large. Seeds are 32-bit, as every generator takes them.
@@ -152,7 +152,9 @@ class OptimConfig:
     momentum: float | tuple[float, ...] = 0.9
     nesterov: bool = False
     weight_decay: float = 2e-4
-    no_decay: str = "none"  # none, norm_and_bias, or bn_in_name (the authors' advanced trainer)
+    # none, norm (every normalisation parameter), norm_and_bias, or bn_in_name (the authors'
+    # advanced trainer)
+    no_decay: str = "none"
     grad_clip: float | None = 5.0  # max gradient norm; None: off
 
     def __post_init__(self) -> None:

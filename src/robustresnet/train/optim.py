@@ -28,20 +28,22 @@ _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalRe
 def no_weight_decay_parameters(model: nn.Module, rule: str) -> list[nn.Parameter]:
     """The parameters that `rule` exempts from weight decay, each once.
 
-    "norm_and_bias": every normalisation parameter and every bias. "bn_in_name": parameters whose
-    name contains "bn" or "batchnorm", the authors' advanced trainer (so the head's `norm1` and
-    the classifier's bias are decayed). "none": nothing."""
+    "norm_and_bias": every normalisation parameter and every bias. "norm": every normalisation
+    parameter, biases of other layers decayed (the Rebuffi et al. lineage, e.g. Wang et al. 2023,
+    whose `group_weight` exempts the names holding "batchnorm", which are all of its BatchNorms).
+    "bn_in_name": parameters whose name contains "bn" or "batchnorm", the authors' advanced
+    trainer (so the head's `norm1` and the classifier's bias are decayed). "none": nothing."""
     if rule == "bn_in_name":
         return [p for n, p in model.named_parameters() if "bn" in n or "batchnorm" in n]
     if rule == "none":
         return []
-    if rule != "norm_and_bias":
-        raise ConfigError("optim.no_decay", rule, "none, norm_and_bias or bn_in_name")
+    if rule not in ("norm_and_bias", "norm"):
+        raise ConfigError("optim.no_decay", rule, "none, norm, norm_and_bias or bn_in_name")
     chosen: dict[int, nn.Parameter] = {}
     for module in model.modules():
         is_norm = isinstance(module, _NORMS) or type(module).__name__ == "RMSNorm"
         for name, param in module.named_parameters(recurse=False):
-            if is_norm or name == "bias":
+            if is_norm or (name == "bias" and rule == "norm_and_bias"):
                 chosen[id(param)] = param
     return list(chosen.values())
 
