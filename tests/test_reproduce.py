@@ -211,3 +211,19 @@ def test_rank_agreement_is_kendalls_tau_over_rows_measured():
     reversed_ = [cell("a", 50, 12), cell("b", 52, 11), cell("c", 54, 10)]
     assert rank_agreement(reversed_)[0]["tau"] == pytest.approx(-1.0)
     assert rank_agreement(same[:2]) == []  # two rows: no ranking to judge
+
+
+def test_digits_report_compares_the_dataset_it_runs(tmp_path):
+    """Before any run: every CIFAR-10 cell planned and 'not started', no CIFAR-100 cell."""
+    from robustresnet.reproduce.report import reproduce_report
+    from robustresnet.reproduce.study import experiment_plan
+
+    experiment = load_experiment("block-topology")
+    _, plan = experiment_plan(experiment, tmp_path, scale="digits")
+    summary = reproduce_report(experiment, plan, tmp_path, scale="digits")
+    with open(summary["files"]["csv"]) as file:
+        cells = list(csv.DictReader(file))
+    assert {c["dataset"] for c in cells} == {"cifar10"} and len(cells) == 5 * 3
+    assert all(c["planned"] == "3" and c["finished"] == "0" for c in cells)
+    assert summary["runs"] == {"not started": 15} and summary["scale"] == "digits"
+    assert "**Scale: digits.**" in (tmp_path / "report" / "comparison.md").read_text()
