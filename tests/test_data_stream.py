@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import io
+import json
+import os
 import struct
 import threading
 import zipfile
@@ -348,3 +350,78 @@ def test_breaking_out_of_an_epoch_leaves_no_thread_running(tmp_path):
     assert not _prefetch_threads()
     loader.set_epoch(0)
     assert len(_epoch(loader)) == len(loader) and not _prefetch_threads()
+
+
+# On a GPU, and on a file over 4 GiB ---------------------------------------------------------
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_batches_equal_the_cpu_batches(tmp_path):
+    """Pinned reads, asynchronous copies from the thread: the same batches as on the CPU."""
+    extra = _open(_npz(tmp_path / "g.npz", 2000))
+    on_cpu = _epoch(_loader(extra, rotation=0.0))
+    on_gpu = _epoch(_loader(extra, device="cuda"))
+    assert all(x.is_cuda for x, _ in on_gpu) and len(on_cpu) == len(on_gpu)
+    for (x, y), (u, v) in zip(on_cpu, on_gpu, strict=True):
+        assert torch.equal(x, u.cpu()) and torch.equal(y, v.cpu())
+    assert not _prefetch_threads()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("RRN_LARGE_TESTS"), reason="writes 4.6 GB: RRN_LARGE_TESTS=1"
+)
+def test_an_npz_over_4_gib_is_mapped_through_its_zip64_headers(tmp_path):
+    n = 1_500_000  # 4.6 GB of 32x32x3 images: the label member starts beyond 2^32
+    images = np.zeros((n, 32, 32, 3), np.uint8)
+    images[:, 0, 0, 0] = np.arange(n) % 251
+    images[:, 0, 0, 1] = np.arange(n) // 251 % 251
+    path = tmp_path / "big.npz"
+    np.savez(path, image=images, label=np.arange(n) % 10)
+    del images
+    with zipfile.ZipFile(path) as archive:
+        assert archive.getinfo("label.npy").header_offset > 2**32
+    extra = open_extra(path, num_classes=10, image_shape=(3, 32, 32))
+    shard = extra.shards[0]
+    assert shard.images.nbytes == n * 3072 and len(extra) == n
+    for start in (0, 1_234_567, n - 40):
+        out = np.empty((40, 32, 32, 3), np.uint8)
+        labels = np.empty(40, np.int64)
+        extra.read(start, start + 40, out, labels)
+        index = np.arange(start, start + 40)
+        assert np.array_equal(out[:, 0, 0, 0], index % 251)
+        assert np.array_equal(out[:, 0, 0, 1], index // 251 % 251)
+        assert np.array_equal(labels, index % 10) and not out[:, 1:].any()
+
+
+# rrn train ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["file", "folder", "pair"])
+def test_rrn_train_streams_data_extra_from_each_form(tmp_path, form):
+    from _train_helpers import tiny_dict, write_config
+
+    from robustresnet.cli import main
+
+    images, labels = _images(300), np.arange(300) % 10
+    path = tmp_path / "extra"
+    if form == "file":
+        path = tmp_path / "extra.npz"
+        np.savez(path, image=images, label=labels)
+    elif form == "folder":
+        path.mkdir()
+        np.savez(path / "0.npz", image=images[:100], label=labels[:100])
+        np.savez(path / "1.npz", image=images[100:], label=labels[100:])
+    else:
+        path.mkdir()
+        np.save(path / "image.npy", images)
+        np.save(path / "label.npy", labels)
+    config = write_config(tmp_path / "tiny.yaml", tiny_dict(schedule={"epochs": 1}))
+    run = tmp_path / "run"
+    argv = ["train", str(config), f"data.extra={path}", "data.extra_fraction=0.7", "--out",
+            str(run), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    pointer = json.loads((run / "checkpoint.json").read_text())
+    state = torch.load(run / pointer["state"], weights_only=True)["ranks"][0]["loader"]
+    assert (
+        state["extra_size"] == 300 and state["extra_position"] == 35 * 89
+    )  # an epoch: 1378 // 39 base images
