@@ -3,7 +3,9 @@
 Two measurements: the read speed of random windows of W images from a cold memory-mapped .npz
 (its pages evicted with posix_fadvise before each size), and how evenly batches of class-sorted
 labels mix classes for windows W and blocks of K windows (the spread of a class's share per batch,
-against an independent draw's). Run: python -m benchmarks.extra_stream [--images N] [--dir D]
+against an independent draw's). With --device, also the loader's speed: batches of 1024 (716
+extra) with the extra set streamed from the file against the same set held on the device.
+Run: python -m benchmarks.extra_stream [--images N] [--dir D] [--device cuda]
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from robustresnet.data import DeviceLoader
 from robustresnet.data.extra_order import WindowOrder
 from robustresnet.data.stream import Shard, StreamedExtra, open_extra
 
@@ -48,10 +52,44 @@ def class_spread(n: int, window: int, block_windows: int, batches: int = 200) ->
     return float(np.std(shares))
 
 
+def loader_speed(path: Path, device: str, batches: int = 200) -> dict[str, float]:
+    """Batches per second of a CIFAR-sized loader, extra data streamed or on the device."""
+    base = torch.randint(0, 256, (50_000, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.randint(0, CLASSES, (50_000,))
+    streamed = open_extra(path, num_classes=CLASSES, image_shape=(3, 32, 32))
+    with np.load(path) as data:
+        held = (
+            torch.from_numpy(data["image"]).permute(0, 3, 1, 2),
+            torch.from_numpy(data["label"]),
+        )
+    speeds = {}
+    for name, extra in (("streamed", streamed), ("in memory", held)):
+        epoch = 1024 * (batches + 10)
+        loader = DeviceLoader(base, labels, batch_size=1024, train=True, device=device,
+                              extra=extra, extra_fraction=0.7, epoch_images=epoch)  # fmt: skip
+        batch_iter = iter(loader)
+        for _ in range(10):  # warm-up: the first block read, allocations
+            next(batch_iter)
+        _sync(device)
+        begin = time.perf_counter()
+        for _ in range(batches):
+            x, _ = next(batch_iter)
+        _sync(device)
+        speeds[name] = batches / (time.perf_counter() - begin)
+        batch_iter.close()
+    return speeds
+
+
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=200_000, help="images in the test file")
     parser.add_argument("--dir", default=None, help="folder for the test file (default: temp)")
+    parser.add_argument("--device", default=None, help="also time the loader on this device")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         path = Path(folder) / "extra.npz"
@@ -63,6 +101,9 @@ def main() -> None:
         for window in (1, 8, 16, 32, 64, 256, 1024, 8192):
             speed = read_speed(path, window, min(args.images // 2, 32_768))
             print(f"{window:>6}  {speed:,.0f}")
+        if args.device:
+            for name, speed in loader_speed(path, args.device).items():
+                print(f"loader on {args.device}, extra {name}: {speed:,.1f} batches/s of 1024")
     iid = np.sqrt(0.1 * 0.9 / BATCH)
     print(f"\nclass share spread per batch of {BATCH} (independent draw: {iid:.4f})")
     print("window  block_windows  spread")
