@@ -97,11 +97,14 @@ class WindowOrder:
 
     def windows_of(self, pass_number: int) -> torch.Tensor:
         """This rank's windows in pass `pass_number`, in reading order (before blocking)."""
-        if self._order is None or self._order[0] != pass_number:
-            generator = seeded(self.seed, "extra windows", pass_number)
-            order = torch.randperm(self.windows, generator=generator)
-            self._order = pass_number, order[self.rank * self.share : (self.rank + 1) * self.share]
-        return self._order[1]
+        cached = self._order  # one read: another iterator's thread may replace it meanwhile
+        if cached is not None and cached[0] == pass_number:
+            return cached[1]
+        generator = seeded(self.seed, "extra windows", pass_number)
+        order = torch.randperm(self.windows, generator=generator)
+        mine = order[self.rank * self.share : (self.rank + 1) * self.share]
+        self._order = pass_number, mine
+        return mine
 
     def _block(
         self, pass_number: int, index: int

@@ -247,7 +247,11 @@ def _spot_check(shard: Shard, num_classes: int, seed: int) -> None:
 
 
 def _check_labels(
-    labels: np.ndarray, num_classes: int, path: Path, first: int, positions: np.ndarray = None
+    labels: np.ndarray,
+    num_classes: int,
+    path: Path,
+    first: int,
+    positions: np.ndarray | None = None,
 ) -> None:
     """DataError naming the shard and the image index of the first label out of range."""
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
