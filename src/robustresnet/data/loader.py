@@ -7,6 +7,11 @@ dataset, or `epoch_images` images (the semi-supervised lineage's 50,000 per CIFA
 ceil(epoch_images / global batch) batches, the base set cycled under fresh permutations when it
 runs out. The state is (epoch, position): enough to resume mid-epoch and get exactly the batches
 an uninterrupted run would have got.
+
+A streamed extra set (`StreamedExtra`, from `open_extra`) stays on disk: a background thread reads
+its batches in the order of `WindowOrder` a few steps ahead and moves them to the device. Its
+stream runs on across epochs (epoch e's extra images follow epoch e-1's, passes follow passes), so
+its position is (epoch * batches per epoch + position) * extra share: the same state resumes it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from .._seeds import seeded
 from ..errors import ConfigError
 from ._dataset import ImageDataset
 from .augment import CropFlip, random_rotation, to_float
+from .extra_order import WindowOrder
+from .prefetch import Prefetcher
+from .stream import StreamedExtra
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 _BASE, _EXTRA, _CROP_FLIP, _ROTATE = 0, 1, 2, 3  # independent random streams of one epoch
@@ -43,7 +51,7 @@ class DeviceLoader:
         rotation: float = 0.0,
         rotation_mode: str = "nearest",
         epoch_images: int | None = None,
-        extra: ImageDataset | tuple[torch.Tensor, torch.Tensor] | None = None,
+        extra: StreamedExtra | ImageDataset | tuple[torch.Tensor, torch.Tensor] | None = None,
         extra_fraction: float = 0.0,
         rank: int = 0,
         world_size: int = 1,
@@ -52,8 +60,13 @@ class DeviceLoader:
         _check_options(batch_size, extra, extra_fraction, rank, world_size, train, images, labels)
         self.device = torch.device(device)
         self.images, self.labels = images.to(self.device), labels.to(self.device)
-        self.extra = None
-        if extra is not None and extra_fraction > 0:
+        self.extra, self.extra_stream = None, None
+        if isinstance(extra, StreamedExtra) and extra_fraction > 0:
+            if extra.image_shape != tuple(images.shape[1:]):
+                expected = f"images of {tuple(images.shape[1:])}, as the base dataset's"
+                raise ConfigError("extra", f"{extra.source}: {extra.image_shape}", expected)
+            self.extra_stream = WindowOrder(extra, seed=seed, rank=rank, world_size=world_size)
+        elif extra is not None and extra_fraction > 0:
             extra_images, extra_labels = _pair(extra)
             if len(extra_labels) < world_size or extra_images.dtype != torch.uint8:
                 raise ConfigError("extra", tuple(extra_images.shape), "uint8 images, >= 1 per rank")
@@ -63,7 +76,8 @@ class DeviceLoader:
         self.epoch_images = epoch_images
         self.rank, self.world_size = rank, world_size
         self.drop_last = train if drop_last is None else drop_last
-        self.extra_count = int(batch_size * extra_fraction) if self.extra is not None else 0
+        mixing = self.extra is not None or self.extra_stream is not None
+        self.extra_count = int(batch_size * extra_fraction) if mixing else 0
         self.base_count = batch_size - self.extra_count
         self.epoch, self.position = 0, 0
         shape = (batch_size, *self.images.shape[1:])
@@ -86,15 +100,27 @@ class DeviceLoader:
         self.epoch, self.position = int(epoch), 0
 
     def state_dict(self) -> dict[str, Any]:
-        """Where the loader stands: the next batch is batch `position` of epoch `epoch`."""
-        return {"epoch": self.epoch, "position": self.position, **self._identity()}
+        """Where the loader stands: the next batch is batch `position` of epoch `epoch` (and,
+        streaming, image `extra_position` of this rank's extra stream)."""
+        state = {"epoch": self.epoch, "position": self.position, **self._identity()}
+        if self.extra_stream is not None:
+            state["extra_position"] = self._extra_position()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from `state_dict()`; the settings that fix the batches must be unchanged."""
+        required = self.extra_stream.identity() if self.extra_stream is not None else {}
         for key, value in self._identity().items():
-            if state.get(key, value) != value:
-                raise ConfigError(f"loader state {key}", state.get(key), f"{value} (this loader)")
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+            got = state.get(key, None if key in required else value)
+            if got != value:
+                raise ConfigError(f"loader state {key}", got, f"{value} (this loader)")
+        epoch, position = int(state["epoch"]), int(state["position"])
+        if self.extra_stream is not None:
+            expected = (epoch * len(self) + position) * self.extra_count
+            if state.get("extra_position") != expected:
+                got = state.get("extra_position")
+                raise ConfigError("loader state extra_position", got, f"{expected} (this loader)")
+        self.epoch, self.position = epoch, position
 
     def __iter__(self) -> Iterator[Batch]:
         if not self.train:
@@ -103,21 +129,52 @@ class DeviceLoader:
         one_pass = self.epoch_images is None  # the share itself, even with a short last batch
         needed = len(self.labels) // self.world_size if one_pass else len(self) * self.base_count
         base = self._indices(len(self.labels), needed, _BASE)
-        extra = None
-        if self.extra is not None:
-            extra = self._indices(len(self.extra[1]), len(self) * self.extra_count, _EXTRA)
+        extra = self._extra_batches()
         offsets = self._crop_flip_offsets(self.epoch)
-        for step in range(self.position, len(self)):
-            chosen = base[step * self.base_count : (step + 1) * self.base_count]
-            x, y = self.images.index_select(0, chosen), self.labels.index_select(0, chosen)
+        try:
+            for step in range(self.position, len(self)):
+                chosen = base[step * self.base_count : (step + 1) * self.base_count]
+                x, y = self.images.index_select(0, chosen), self.labels.index_select(0, chosen)
+                if extra is not None:
+                    extra_x, extra_y = next(extra)
+                    x, y = torch.cat([x, extra_x]), torch.cat([y, extra_y])
+                batch = self._augment(x, offsets, step), y
+                self.position = step + 1
+                yield batch
+        finally:  # also when the consumer stops early: the prefetch thread ends with it
             if extra is not None:
-                picked = extra[step * self.extra_count : (step + 1) * self.extra_count]
-                x = torch.cat([x, self.extra[0].index_select(0, picked)])
-                y = torch.cat([y, self.extra[1].index_select(0, picked)])
-            batch = self._augment(x, offsets, step), y
-            self.position = step + 1
-            yield batch
+                extra.close()
         self.epoch, self.position = self.epoch + 1, 0
+
+    def _extra_batches(self) -> Iterator[Batch] | None:
+        """The extra share of each remaining batch of the epoch (uint8 N,C,H,W, labels)."""
+        if self.extra_stream is not None:
+            return self._streamed_batches()
+        if self.extra is None:
+            return None
+        images, labels = self.extra
+        extra = self._indices(len(labels), len(self) * self.extra_count, _EXTRA)
+        count = self.extra_count
+        slices = (extra[s * count : (s + 1) * count] for s in range(self.position, len(self)))
+        return ((images.index_select(0, p), labels.index_select(0, p)) for p in slices)
+
+    def _streamed_batches(self) -> Iterator[Batch]:
+        """The streamed share, read and moved to the device by a thread a few batches ahead."""
+        remaining = len(self) - self.position
+        reads = self.extra_stream.batches(
+            self._extra_position(), self.extra_count, remaining,
+            pin_memory=self.device.type == "cuda",
+        )  # fmt: skip
+        prefetch = Prefetcher(reads, self.device)
+        try:
+            for images, labels in prefetch:
+                yield images.permute(0, 3, 1, 2), labels
+        finally:
+            prefetch.close()
+
+    def _extra_position(self) -> int:
+        """This rank's position in the extra stream at the next batch."""
+        return (self.epoch * len(self) + self.position) * self.extra_count
 
     def _augment(self, x: torch.Tensor, offsets: torch.Tensor | None, step: int) -> torch.Tensor:
         """Crop and flip on uint8, then floats, then rotation; seeded per epoch and batch."""
@@ -173,6 +230,7 @@ class DeviceLoader:
             "rank": self.rank,
             "world_size": self.world_size,
             "size": len(self.labels),
+            **(self.extra_stream.identity() if self.extra_stream is not None else {}),
         }
 
 

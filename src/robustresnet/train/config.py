@@ -121,7 +121,9 @@ class DataConfig:
     download: bool = False
     options: dict = field(default_factory=dict)  # reader options, e.g. digits {size: 16}
     val_size: int = 1024  # the first `val_size` training images are held out for model selection
-    extra: str | None = None  # Carmon pickle or .npz of extra training images
+    # Carmon pickle (read into memory), or streamed: an .npz, a folder of .npz shards, a folder
+    # with image.npy + label.npy (docs/generated-data.md)
+    extra: str | None = None
     extra_fraction: float = 0.0  # share of each batch from `extra` (rounded down, as Carmon's)
     epoch_images: int | None = None  # images per epoch; None: one pass over the labelled images
     crop_padding: int = 4

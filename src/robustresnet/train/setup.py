@@ -13,7 +13,15 @@ from torch import nn
 from .._units import format_count
 from ..arch import ArchSpec, build_model
 from ..arch.profile import profile
-from ..data import DeviceLoader, holdout, load_dataset, load_extra
+from ..data import (
+    DeviceLoader,
+    ImageDataset,
+    StreamedExtra,
+    holdout,
+    load_dataset,
+    load_extra,
+    open_extra,
+)
 from ..errors import ConfigError
 from .config import ExperimentConfig, ModelConfig, check_device_name
 from .distributed import World
@@ -60,7 +68,7 @@ def build_data(config: ExperimentConfig, world: World, device: torch.device) -> 
         if cfg.val_size >= len(train_set.labels):
             raise ConfigError("data.val_size", cfg.val_size, f"< {len(train_set.labels)} images")
         train_set, val_set = holdout(train_set, cfg.val_size)
-    extra = load_extra(Path(cfg.extra).expanduser()) if cfg.extra else None
+    extra = open_training_extra(cfg.extra, train_set, run.seed) if cfg.extra else None
     if run.batch_size % world.world_size:
         expected = f"a multiple of the {world.world_size} ranks"
         raise ConfigError("run.batch_size", run.batch_size, expected)
@@ -88,6 +96,20 @@ def build_data(config: ExperimentConfig, world: World, device: torch.device) -> 
         world_size=world.world_size,
     )
     return Data(loader, val_set, test_set, len(train_set.classes))
+
+
+def open_training_extra(
+    path: str, train_set: ImageDataset, seed: int = 0
+) -> StreamedExtra | ImageDataset:
+    """`data.extra`: Carmon's pickle read into memory (it cannot be mapped); an .npz, a folder of
+    .npz shards or of image.npy + label.npy streamed from disk, checked against the dataset's
+    classes and image size before training starts."""
+    path = Path(path).expanduser()
+    num_classes = len(train_set.classes)
+    if path.suffix in (".pickle", ".pkl"):
+        return load_extra(path, num_classes=num_classes)
+    image_shape = tuple(train_set.images.shape[1:])
+    return open_extra(path, num_classes=num_classes, image_shape=image_shape, seed=seed)
 
 
 def build_spec(cfg: ModelConfig, num_classes: int, image_shape: tuple[int, ...]) -> ArchSpec:
