@@ -70,6 +70,27 @@ def test_an_npz_is_mapped_at_its_local_header_offset_past_the_zip64_extra_field(
     assert len(extra) == 50 and extra.image_shape == (3, 8, 8)
 
 
+def _file_resident_mib() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("RssFile")) // 1024
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads Linux's RssFile")
+def test_reading_a_whole_pass_keeps_the_file_out_of_resident_memory(tmp_path):
+    """Images are read, not touched through the mapping: mapped pages would count in the
+    process's resident memory, which then grows to the file's size (48 MB here)."""
+    n = 16_384
+    np.savez(
+        tmp_path / "big.npz", image=np.full((n, 32, 32, 3), 7, np.uint8), label=np.zeros(n, int)
+    )
+    extra = open_extra(tmp_path / "big.npz", num_classes=10)
+    images, labels = np.empty((n // 4, 32, 32, 3), np.uint8), np.empty(n // 4, np.int64)
+    before = _file_resident_mib()
+    for start in range(0, n, n // 4):
+        extra.read(start, start + n // 4, images, labels)
+    assert (images == 7).all() and _file_resident_mib() - before < 12
+
+
 def test_a_folder_of_shards_is_one_set_in_name_order_and_an_npy_pair_is_read_too(tmp_path):
     folder = tmp_path / "shards"
     folder.mkdir()
