@@ -49,3 +49,21 @@ def test_scale_out_measures_one_and_two_ranks_with_equal_flags():
     result = measure("tiny", images=16, batch=8, ranks=2, device="cpu")
     assert result["images_per_s_1"] > 0 and result["images_per_s_2"] > 0
     assert math.isclose(result["efficiency"], result["speedup"] / 2)
+
+
+def test_extra_memory_writes_files_the_streamed_reader_takes(tmp_path):
+    """The chunked writer of benchmarks/extra_memory.py (how its 6 GB file is made) writes
+    what np.load and open_extra read, across more than one chunk."""
+    import numpy as np
+
+    from benchmarks import extra_memory
+    from robustresnet.data import open_extra
+
+    count = extra_memory.CHUNK + 5
+    path = extra_memory.write_npz(tmp_path / "extra.npz", count, seed=3)
+    extra = open_extra(path, num_classes=10, image_shape=(3, 32, 32))
+    images, labels = np.empty((count, 32, 32, 3), np.uint8), np.empty(count, np.int64)
+    extra.read(0, count, images, labels)
+    with np.load(path) as data:
+        assert (data["image"] == images).all() and (data["label"] == labels).all()
+    assert len(np.unique(images[-5:])) > 1 and set(np.unique(labels)) == set(range(10))
