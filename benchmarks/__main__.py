@@ -17,13 +17,13 @@ from robustresnet._io import write_json
 from robustresnet.reproduce.throughput import THROUGHPUT_TABLE, record_throughput
 
 from . import machine, results
-from .loader import DATASET, loader
+from .loader import DATASET, EXTRA_FRACTION, loader, streamed
 from .models import SIZES, build, pass_flops, random_batch, spec_of
 from .passes import PASSES, PGD20, REFERENCE_IMAGES, TRADES, Case, Comparison
 from .settings import AA_SAMPLES, AA_TARGETS, BATCH, DTYPES, LOADER_BATCH, Settings
 from .timing import Progress, interleaved
 
-ALL_PASSES = (*PASSES, "loader")
+ALL_PASSES = (*PASSES, "loader", "stream")
 EXAMPLES = """examples:
   .venv/bin/python -m benchmarks --sizes tiny --passes forward attack --repeats 3
   .venv/bin/python -m benchmarks --sizes tiny A1 --threads 2 --repeats 5 --write
@@ -181,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         info["loader_workers"] = workers = loader_workers(args)
         batch, batches = LOADER_BATCH[device.type], args.loader_batches
         add("–", "loader", loader(device, batch_size=batch, batches=batches, workers=workers))
+    if "stream" in args.passes:
+        batch, batches = LOADER_BATCH[device.type], args.loader_batches
+        add("–", "stream", streamed(device, batch_size=batch, batches=batches))
 
 
 def loader_workers(args: argparse.Namespace) -> int:
@@ -297,6 +300,13 @@ def pass_note(name: str, args: argparse.Namespace, info: dict[str, Any]) -> str:
             f"per target class of APGD-T, {args.aa_targets} target "
             "classes (AutoAttack's standard is 9; the model has one class more). Images per "
             f"size: {samples} (0: not run). Warm-up: one attack step. FLOPs: the iterations."
+        )
+    if name == "stream":
+        return (
+            f"stream: {args.loader_batches} training batches of {LOADER_BATCH[args.device]}, "
+            f"{EXTRA_FRACTION:.0%} of each from {DATASET:,} extra images in an .npz on disk, "
+            "delivered on the device: ours streams them (`open_extra`, windows read by a "
+            "background thread), the baseline holds the same file in memory (`load_extra`)."
         )
     return (
         f"loader: {args.loader_batches} training batches of {LOADER_BATCH[args.device]} (crop "

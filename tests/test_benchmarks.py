@@ -12,7 +12,8 @@ import sys
 
 from conftest import REPO
 
-PASSES = ("forward", "attack", "trades", "pgd20", "loader")  # autoattack: minutes even at 1 image
+# autoattack: minutes even at 1 image
+PASSES = ("forward", "attack", "trades", "pgd20", "loader", "stream")
 
 
 def test_harness_end_to_end(tmp_path):
@@ -32,7 +33,7 @@ def test_harness_end_to_end(tmp_path):
     assert sorted(rows) == sorted(PASSES)
     for name, row in rows.items():
         keys = ["ours_images_per_s", "baseline_images_per_s", "ratio", "ours_peak_mib"]
-        keys += ["ours_tflops", "baseline_tflops"] if name != "loader" else []
+        keys += ["ours_tflops", "baseline_tflops"] if name not in ("loader", "stream") else []
         assert all(math.isfinite(row[k]) and row[k] > 0 for k in keys), row
     assert "flags differ" in rows["pgd20"]["check"]
     text = results.read_text()
