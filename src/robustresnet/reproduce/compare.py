@@ -163,12 +163,13 @@ def rank_agreement(cells: list[Cell]) -> list[dict[str, Any]]:
     for column, measured in columns.items():
         if len(measured) >= 3:
             tau = kendalltau([c.published.mean for c in measured], [c.ours.mean for c in measured])
-            out.append({"column": column.label, "rows": len(measured), "tau": tau.statistic,
-                        "p": tau.pvalue})  # fmt: skip
+            entry = {"column": column.label, "rows": len(measured)}
+            out.append({**entry, "tau": tau.statistic, "p": tau.pvalue})
     return out
 
 
 def rank_markdown(agreement: list[dict[str, Any]]) -> str:
+    """`rank_agreement` as a Markdown table (– where τ is undefined: all published values tie)."""
     lines = ["| column | rows | Kendall's τ | p |", "|---|---:|---:|---:|"]
     for entry in agreement:
         tau, p = (f"{entry[k]:.2f}" if math.isfinite(entry[k]) else "–" for k in ("tau", "p"))

@@ -73,7 +73,9 @@ def reproduce_report(
     figure_text = _figure(experiment, table, cells, sizes, runs + unmatched, out, files)
     files["csv"] = write_text(out / "comparison.csv", cells_csv(cells))
     status = Counter(r["status"] for r in runs + unmatched)
-    markdown = _markdown(experiment, table, cells, sizes, status, figure_text, files, scale)
+    agreement = rank_agreement(cells)
+    markdown = _markdown(experiment, table, cells, agreement, sizes, status, figure_text, files,
+                         scale)  # fmt: skip
     files["markdown"] = write_text(out / "comparison.md", markdown)
     summary = {
         "experiment": experiment.name,
@@ -84,7 +86,7 @@ def reproduce_report(
         "cells": len(cells),
         "cells_with_runs": sum(c.ours is not None for c in cells),
         "flagged": [f"{c.row} {c.column.label}" for c in cells if c.flagged],
-        "rank_agreement": rank_agreement(cells),
+        "rank_agreement": agreement,
         "files": {key: str(path) for key, path in files.items()},
     }
     write_json(out / "comparison.json", summary)
@@ -116,7 +118,7 @@ def _figure(experiment, table, cells, sizes, runs, out, files) -> str:
     return ""
 
 
-def _markdown(experiment, table, cells, sizes, status, figure_text, files, scale) -> str:
+def _markdown(experiment, table, cells, agreement, sizes, status, figure_text, files, scale) -> str:
     """comparison.md: what is compared, the cells, the rank agreement, the networks' sizes,
     claims and figure."""
     counts = ", ".join(f"{n} {s}" for s, n in sorted(status.items())) or "no runs"
@@ -131,7 +133,6 @@ def _markdown(experiment, table, cells, sizes, status, figure_text, files, scale
     ]
     if cells:
         parts.append(cells_markdown(cells))
-    agreement = rank_agreement(cells)
     if agreement:
         parts += ["\n## Ranking\n", RANK_NOTE, rank_markdown(agreement)]
     if table.rows:
