@@ -32,10 +32,10 @@ from robustresnet import build_model
 from robustresnet.arch import ArchSpec, StageSpec
 
 from . import machine, results
+from .loader import DATASET, random_dataset
 from .models import IMAGE
 
 HEADING = "## Generated extra data: streamed against in memory (cpu)"
-BASE = 50_000  # CIFAR-10's training split
 BATCH, FRACTION = 512, 0.7
 CHUNK = 65_536  # images written at a time
 # A small RobustResNet (16-16-32 channels, 10.7M MACs): its training steps are part of the process
@@ -79,9 +79,7 @@ def child(path: Path, way: str, batches: int, train_batches: int) -> dict[str, A
     from robustresnet.data import DeviceLoader, load_extra, open_extra
 
     torch.set_num_threads(2)
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (BASE, *IMAGE), dtype=torch.uint8, generator=generator)
-    labels = torch.randint(0, 10, (BASE,), generator=generator)
+    images, labels = random_dataset()
     started = time.perf_counter()
     if way == "stream":
         extra = open_extra(path, num_classes=10, image_shape=IMAGE)
@@ -153,7 +151,7 @@ def section(rows: list[dict], info: dict[str, Any], argv: Sequence[str]) -> str:
         )
     command = "python -m benchmarks.extra_memory " + " ".join(argv)
     return (
-        f"{HEADING}\n\n{machine.summary(info)}. Command: `{command}`. Base set: {BASE:,} random "
+        f"{HEADING}\n\n{machine.summary(info)}. Command: `{command}`. Base set: {DATASET:,} random "
         f"CIFAR-sized images in memory; batches of {BATCH}, {FRACTION:.0%} from the extra set; "
         "stream: `open_extra` (read in shuffled windows by a background thread), memory: "
         "`load_extra` (the whole file read first). Loader images/s: the loader alone; peak RSS: "

@@ -26,14 +26,19 @@ DATASET = 50_000  # CIFAR-10's training split
 EXTRA_FRACTION = 0.7  # the advanced recipe's share of extra images
 
 
+def random_dataset(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """DATASET random uint8 CIFAR-sized images (N, C, H, W) and labels of 10 classes."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (DATASET, *IMAGE), dtype=torch.uint8, generator=generator)
+    return images, torch.randint(0, 10, (DATASET,), generator=generator)
+
+
 def loader(
     device: torch.device, *, batch_size: int, batches: int, workers: int, seed: int = 0
 ) -> Comparison:
     """Each call delivers `batches` batches on `device`. DeviceLoader runs in this process (its
     torch threads); the DataLoader in `workers` processes (0: in this one), pinned on CUDA."""
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (DATASET, *IMAGE), dtype=torch.uint8, generator=generator)
-    labels = torch.randint(0, 10, (DATASET,), generator=generator)
+    images, labels = random_dataset(seed)
     ours = _endless(
         DeviceLoader(images, labels, batch_size=batch_size, train=True, seed=seed, device=device)
     )
@@ -69,9 +74,7 @@ def streamed(device: torch.device, *, batch_size: int, batches: int, seed: int =
     """Each call delivers `batches` batches on `device`, EXTRA_FRACTION of each from DATASET
     extra images: ours streams them from an .npz in a temporary folder (`open_extra`: windows
     read by a background thread), the baseline holds the same file in memory (`load_extra`)."""
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (DATASET, *IMAGE), dtype=torch.uint8, generator=generator)
-    labels = torch.randint(0, 10, (DATASET,), generator=generator)
+    images, labels = random_dataset(seed)
     folder = Path(tempfile.mkdtemp(prefix="rrn-stream-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)  # read until the run ends
     path = folder / "extra.npz"
