@@ -34,7 +34,7 @@ cp benchmarks/RESULTS.md "$out/RESULTS.md"
 cp src/robustresnet/reproduce/throughput.json "$out/throughput.json"
 if [[ $device == cuda ]]; then
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
-  timeout 110 python3 -m pytest -p no:cacheprovider tests/test_cuda.py -rfs \
+  timeout 170 python3 -m pytest -p no:cacheprovider tests/test_cuda.py -rfs \
     >"$out/cuda-tests.log" 2>&1 || echo "tests/test_cuda.py failed (status $?)"
   tail -n 3 "$out/cuda-tests.log"
 fi

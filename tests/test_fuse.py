@@ -33,7 +33,7 @@ def network(block: str, act: str = "relu", norm: str = "batchnorm") -> nn.Module
 def output_and_input_gradient(model: nn.Module, x: torch.Tensor):
     x = x.clone().requires_grad_(True)
     out = model(x)
-    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
+    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=out.device).view_as(out)
     (g,) = torch.autograd.grad((out * weights).sum(), x)
     return out.detach(), g
 
