@@ -64,7 +64,7 @@ def test_dry_run_lists_runs_sizes_and_device_hours(name, capsys, tmp_path, monke
     assert len(listed["runs"]) == RUNS[name]
     assert all(r["macs"] > 0 and r["params"] > 0 and r["device_hours"] > 0 for r in listed["runs"])
     assert math.isclose(listed["device_hours"], sum(r["device_hours"] for r in listed["runs"]))
-    assert listed["throughput"]["setting"].startswith("cpu")
+    assert listed["throughput"]["setting"].startswith("cuda")  # the shipped GPU entry
     assert not (tmp_path / "runs").exists()  # a dry run writes nothing
 
 
@@ -100,8 +100,11 @@ def test_estimate_scales_with_macs_and_epochs(tmp_path, capsys):
     bench.write_text(json.dumps({"settings": "cpu", "rows": [{"pass": "trades", "size": "x"}]}))
     with pytest.raises(ConfigError, match="throughput-from"):
         load_throughput(bench)
+    bench.write_text(json.dumps({"settings": "cpu", "rows": rows}))
     with pytest.raises(ConfigError, match="device"):
-        load_throughput(device="cuda")  # no GPU figure is shipped
+        load_throughput(bench, device="cuda")  # the file measured the CPU alone
+    shipped = load_throughput(), load_throughput(device="cpu")
+    assert [t.setting.split(",")[0] for t in shipped] == ["cuda", "cpu"]  # GPU first
 
 
 def test_cells_flag_beyond_two_combined_standard_deviations():
