@@ -13,10 +13,11 @@ from typing import Any
 import torch
 
 from robustresnet import profile
-from robustresnet._io import write_json
+from robustresnet._io import write_json, write_text
 from robustresnet.reproduce.throughput import THROUGHPUT_TABLE, record_throughput
 
 from . import machine, results
+from .kernels import PROFILED_PASSES, append_profile, kernel_report
 from .loader import DATASET, EXTRA_FRACTION, loader, streamed
 from .models import SIZES, build, pass_flops, random_batch, spec_of
 from .passes import PASSES, PGD20, REFERENCE_IMAGES, TRADES, Case, Comparison
@@ -122,6 +123,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="put the trades rows into PATH, the TRADES speed `rrn reproduce` costs runs with "
         "(default: the package's src/robustresnet/reproduce/throughput.json)",
     )
+    add(
+        "--profile",
+        type=Path,
+        metavar="PATH",
+        help=f"profile one call of each side of the {', '.join(PROFILED_PASSES)} rows into the "
+        "text file PATH (the GPU's busy share and the top operators)",
+    )
     args = parser.parse_args(argv)
     if args.device == "cuda" and not cuda:
         parser.error("--device cuda: no CUDA device is available")
@@ -164,12 +172,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             warmups=comparison.warmups, label=f"{size} {name}", progress=progress,
         )  # fmt: skip
         rows.append(results.row(size, name, comparison, timed, info.get("matmul_peak_tflops")))
+        if args.profile and size in SIZES and name in PROFILED_PASSES:
+            progress(f"{size} {name}: profile")
+            reports = {
+                side: kernel_report(calls[side], device, timed[side].median) for side in calls
+            }
+            append_profile(args.profile, f"{size} {name} ({settings.label()})", reports)
         if size in SIZES:  # the network's MACs per image, as the paper counts them
             rows[-1]["macs"] = profile(spec_of(size)).macs
         print(results.line(rows[-1], gpu), flush=True)
         info["load_average_end"] = machine.load_average()
         save(document, args)  # after every row: an interrupted run keeps the rows it finished
 
+    if args.profile:
+        write_text(args.profile, f"# Profiles: `{document['command']}`\n\n")
     print(results.head(gpu), flush=True)
     for size in args.sizes if set(args.passes) & set(PASSES) else ():
         progress(f"{size}: building the network")
@@ -226,16 +242,18 @@ def make_case(size: str, settings: Settings, args: argparse.Namespace) -> Case:
 
 
 def command(argv: Sequence[str]) -> str:
-    """The command that repeats this measurement, less --json, --write and --throughput and
-    their paths."""
-    optional = ("--write", "--throughput")
+    """The command that repeats this measurement, less the options that only say where its
+    results go (--json, --profile, --write, --throughput) and their paths."""
+    required, optional = ("--json", "--profile"), ("--write", "--throughput")
     kept, i = [], 0
     while i < len(argv):
         arg, following = argv[i], argv[i + 1] if i + 1 < len(argv) else "-"
         i += 1
-        if arg == "--json" or (arg in optional and not following.startswith("-")):
+        if arg in required or (arg in optional and not following.startswith("-")):
             i += 1  # the option's path
-        elif arg not in optional and not arg.startswith(("--json=", "--write=", "--throughput=")):
+        elif arg not in optional and not arg.startswith(
+            tuple(f"{o}=" for o in (*required, *optional))
+        ):
             kept.append(arg)
     return " ".join(["python -m benchmarks", *map(shlex.quote, kept)])
 

@@ -24,7 +24,7 @@ def test_harness_end_to_end(tmp_path):
     command = [sys.executable, "-m", "benchmarks", "--device", "cpu", "--sizes", "tiny"]
     command += ["--batch", "2", "--repeats", "1", "--min-time", "0", "--threads", "1"]
     command += ["--passes", *PASSES, "--loader-batches", "2", "--json", str(out)]
-    command += ["--write", str(results)]
+    command += ["--write", str(results), "--profile", str(tmp_path / "profile.txt")]
     env = {**os.environ, "PYTHONPATH": src}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -36,6 +36,11 @@ def test_harness_end_to_end(tmp_path):
         keys += ["ours_tflops", "baseline_tflops"] if name not in ("loader", "stream") else []
         assert all(math.isfinite(row[k]) and row[k] > 0 for k in keys), row
     assert "flags differ" in rows["pgd20"]["check"]
+    profiles = (tmp_path / "profile.txt").read_text()
+    for name in ("forward", "attack", "trades", "pgd20"):
+        for side in ("ours", "baseline"):
+            assert f"## tiny {name} (cpu, fp32, channels_last, fuse), {side}\n" in profiles
+    assert "aten::" in profiles and "--profile" not in json.loads(out.read_text())["command"]
     text = results.read_text()
     assert (
         "stale figures" not in text and "other device" in text and "| tiny | trades | 2 |" in text
