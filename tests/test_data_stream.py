@@ -132,6 +132,16 @@ def _lying_npz(path, n: int, claimed: int):
         archive.writestr("label.npy", label.getvalue())
 
 
+def _pointing_before_the_file(path):
+    """An .npz whose end record places the central directory 1,000 bytes later than it is, so
+    zipfile still finds it but puts the first member's local header before the file's start."""
+    data = bytearray(path.read_bytes())
+    end = data.rindex(b"PK\x05\x06") + 16  # the end record's central directory offset
+    data[end : end + 4] = struct.pack("<L", struct.unpack("<L", data[end : end + 4])[0] + 1000)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _bad_files(tmp_path):
     """(path, message) of each fault a shard can have; every file of a folder is named."""
     folder = tmp_path / "mixed"
@@ -157,6 +167,7 @@ def _bad_files(tmp_path):
     np.save(pair / "image.npy", _images(10))
     np.save(pair / "label.npy", np.arange(10))
     (pair / "image.npy").write_bytes((pair / "image.npy").read_bytes()[:-100])
+    empty = np.zeros((2, 0, 8, 3), np.uint8)
     return [
         (folder, r"b\.npz: images of shape \(10, 16, 16, 3\), expected Nx8x8x3"),
         (dtype, r"b\.npz: images must be NxHxWxC uint8.*float32"),
@@ -170,6 +181,8 @@ def _bad_files(tmp_path):
         (pair, r"pair/image\.npy: image\.npy header says.*\(truncated, or a header that lies\)"),
         (tmp_path / "absent.npz", r"absent\.npz: not found; expected an \.npz file, a folder"),
         (both, r"both: holds both \.npz shards and \.npy files"),
+        (_npz(tmp_path / "empty.npz", 2, image=empty), r"empty\.npz: .*H, W > 0\), got shape"),
+        (_pointing_before_the_file(_npz(tmp_path / "before.npz", 2)), r"before\.npz: no zip local"),
     ]
 
 

@@ -192,8 +192,10 @@ def _open_npz(path: Path) -> Shard:
 
 def _map_member(path: Path, file: BinaryIO, info: zipfile.ZipInfo) -> np.ndarray:
     """The member's array, mapped at the offset its local header and .npy header give."""
-    file.seek(info.header_offset)
-    header = file.read(_LOCAL_HEADER.size)
+    header = b""
+    if info.header_offset >= 0:  # a corrupt central directory can point before the file
+        file.seek(info.header_offset)
+        header = file.read(_LOCAL_HEADER.size)
     if len(header) < _LOCAL_HEADER.size or header[:4] != _LOCAL_SIGNATURE:
         raise DataError(f"{path}: no zip local header for {info.filename} (corrupt .npz)")
     name_length, extra_length = _LOCAL_HEADER.unpack(header)[-2:]
@@ -238,9 +240,10 @@ def _read_npy_header(
 
 def _check_shard(shard: Shard, num_classes: int) -> Shard:
     images, labels = shard.images, shard.labels
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+    shape_ok = images.ndim == 4 and images.shape[-1] in (1, 3) and 0 not in images.shape[1:]
+    if images.dtype != np.uint8 or not shape_ok:  # an empty image: nothing to read or train on
         raise DataError(
-            f"{shard.path}: images must be NxHxWxC uint8 (C = 1 or 3), got shape "
+            f"{shard.path}: images must be NxHxWxC uint8 (C = 1 or 3, H, W > 0), got shape "
             f"{images.shape} of {images.dtype}"
         )
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
