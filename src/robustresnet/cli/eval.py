@@ -233,7 +233,9 @@ def _evaluate(args: argparse.Namespace, out: Path | None) -> int:
     world = ddp.init(pick_device(args.device or "auto", field="--device").type)
     device = pick_device(args.device or "auto", world.local_rank, field="--device")
     try:
-        return _evaluate_on(args, out, device, eps, norm, origin, shard, world)
+        status = _evaluate_on(args, out, device, eps, norm, origin, shard, world)
+        ddp.barrier(world)  # no rank leaves the group while rank 0 still writes the report
+        return status
     finally:
         ddp.shutdown(world)
 
