@@ -379,7 +379,9 @@ def shard_state_path(path: Path, shard: int, shards: int) -> Path:
 
 
 def _evaluate_distributed(model, images, labels, options: dict[str, Any]) -> dict[str, Any]:
-    """Every rank evaluates its shard; the merged report on every rank, written by rank 0."""
+    """Every rank evaluates its shard; the merged report on every rank, written by rank 0
+    before any rank returns (a rank that returned, and left the group, while rank 0 still wrote
+    could abort in gloo's teardown)."""
     rank, size = dist.get_rank(), dist.get_world_size()
     path = options["state_path"]
     part_path = shard_state_path(Path(path), rank, size) if path is not None else None
@@ -395,6 +397,7 @@ def _evaluate_distributed(model, images, labels, options: dict[str, Any]) -> dic
     report = merge_reports([p for p in parts if p is not None])
     if rank == 0 and path is not None:
         write_json(Path(path), report)
+    dist.barrier()
     return report
 
 
