@@ -134,11 +134,22 @@ def test_the_weights_are_those_the_report_evaluated(tmp_path):
         export_robustbench(run, tmp_path / "out")
 
 
-def test_extra_data_is_additional_data(tmp_path):
-    fake_run(
-        tmp_path / "run", data={"extra": "ti_500K_pseudo_labeled.pickle", "extra_fraction": 0.7}
-    )
-    assert export_robustbench(tmp_path / "run", tmp_path / "out").model_info["additional_data"]
+def test_extra_data_is_additional_data_when_external_and_footnoted_when_generated(tmp_path):
+    """As RobustBench lists Carmon2019Unlabeled (true) and Wang2023Better (false, footnoted);
+    unstated, the export refuses to guess."""
+    infos = {}
+    for kind in ("external", "generated", None):
+        data = {"extra": "extra.npz", "extra_fraction": 0.7, "extra_kind": kind}
+        fake_run(tmp_path / f"run-{kind}", data=data)
+        if kind is None:
+            with pytest.raises(ConfigError, match="data.extra_kind: got None, expected external"):
+                export_robustbench(tmp_path / f"run-{kind}", tmp_path / "out")
+        else:
+            infos[kind] = export_robustbench(tmp_path / f"run-{kind}", tmp_path / kind).model_info
+    synthetic = "It uses synthetic images in training, 70% of each batch."
+    assert infos["external"]["additional_data"] and synthetic not in infos["external"]["footnote"]
+    assert infos["generated"]["additional_data"] is False
+    assert synthetic in infos["generated"]["footnote"]  # after the eps note of this digits run
 
 
 def test_model_id_must_be_a_file_name(standard_run, tmp_path):

@@ -54,6 +54,7 @@ def test_eps_fraction_strings_and_no_unit_guessing():
         ("ema.tau=abc", "ema.tau"),
         ("schedule.kind=linear", "schedule.kind"),
         ("data.extra_fraction=0.7", "data.extra"),
+        ("data.extra_kind=synthetic", "data.extra_kind"),
         ("noequals", "override"),
         ("run.loggers=[neptune]", "run.loggers"),
         ("run.loggers=wandb", "run.loggers"),  # a list, even of one

@@ -88,6 +88,7 @@ def advanced(network: str) -> dict:
             "val_size": 1024,
             "extra": "data/ti_500K_pseudo_labeled.pickle",
             "extra_fraction": 0.7,
+            "extra_kind": "external",
             "epoch_images": 50000,
         },
         "objective": {
@@ -160,6 +161,7 @@ def generated(network: str, size: str) -> tuple[dict, dict[str, str]]:
             "val_size": 1024,
             "extra": f"data/generated/{size}.npz",
             "extra_fraction": run["fraction"],
+            "extra_kind": "generated",
             "epoch_images": 50000,
             "crop_padding": 4,
             "flip": True,
@@ -234,6 +236,8 @@ def _generated_notes(network: str, size: str) -> dict[str, str]:
         "placeholder,\nreplace it with data.extra=PATH",
         "data.extra_fraction": f"--unsup-fraction: {origin}; int(batch x fraction)\n"
         "generated images per batch (semisup.py SemiSupervisedSampler)",
+        "data.extra_kind": "EDM images of a model trained on CIFAR-10's training set alone: "
+        "RobustBench\nlists Wang2023Better as additional_data false, footnoting them",
         "data.epoch_images": "an epoch is ceil(50,000 / batch) batches (semisup.py num_batches, "
         "dataset_size\nis CIFAR-10's 50,000 taken before the 1,024 are held out)",
         "data.crop_padding": "--augment base (parser default): RandomCrop(32, padding=4) and\n"

@@ -23,6 +23,7 @@ from .._io import write_json, write_text
 from ..arch import ArchSpec
 from ..arch.zoo import PRESETS
 from ..errors import ConfigError
+from ..train.config import DataConfig
 from .claim import LEADERBOARD_EPS, THREAT_MODELS, AutoAttackClaim, autoattack_claim, eps_text
 from .plain import check_reproduces, write_architecture, write_checkpoint
 from .request import request_text
@@ -127,7 +128,7 @@ def model_info(
         "link": paper["link"],
         "name": paper["name"],
         "authors": paper["authors"],
-        "additional_data": data.extra is not None and data.extra_fraction > 0,
+        "additional_data": _extra_kind(data) == "external",
         "number_forward_passes": 1,  # a deterministic forward pass
         "dataset": data.name,
         "venue": paper["venue"],
@@ -139,7 +140,13 @@ def model_info(
     }
     if external is not None:
         info["external"] = f"{external:.2f}"
-    notes = _footnotes(claim) + ([footnote] if footnote else [])
+    notes = _footnotes(claim)
+    if _extra_kind(data) == "generated":  # RobustBench's wording for Wang2023Better's entry
+        notes.append(
+            f"It uses synthetic images in training, {data.extra_fraction:.0%} of each batch."
+        )
+    if footnote:
+        notes.append(footnote)
     if notes:
         info["footnote"] = " ".join(notes)
     return info
@@ -168,6 +175,20 @@ def _same_layout(spec: ArchSpec, preset: ArchSpec) -> bool:
         spec.stem_channels,
         spec.block_options,
     ) == (preset.stem_channels, preset.block_options)
+
+
+def _extra_kind(data: DataConfig) -> str | None:
+    """`data.extra_kind` where the run trained on extra data (None where it did not); refused
+    when unset: the leaderboard filters on additional_data, so it is never guessed."""
+    if data.extra is None or data.extra_fraction == 0:
+        return None
+    if data.extra_kind is None:
+        expected = (
+            "external (real images from elsewhere: additional_data true) or generated "
+            "(synthetic images: additional_data false, footnoted), set in the run's config.yaml"
+        )
+        raise ConfigError("data.extra_kind", None, expected)
+    return data.extra_kind
 
 
 def _footnotes(claim: AutoAttackClaim) -> list[str]:

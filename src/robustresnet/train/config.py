@@ -27,6 +27,7 @@ from ..recipes import find_file
 from .objectives import TRADES, Objective, check_settings, objective_class
 
 NO_DECAY = ("none", "norm", "norm_and_bias", "bn_in_name")
+EXTRA_KINDS = ("external", "generated")  # data.extra_kind: what RobustBench counts as additional
 # Sane limits, checked when the config is read, before anything is allocated. Counts (images,
 # batches, steps, epochs) stay below 2^31: torch's sizes overflow beyond, and no dataset is that
 # large. Seeds are 32-bit, as every generator takes them.
@@ -125,6 +126,11 @@ class DataConfig:
     # with image.npy + label.npy (docs/generated-data.md)
     extra: str | None = None
     extra_fraction: float = 0.0  # share of each batch from `extra` (rounded down, as Carmon's)
+    # What `extra` holds, as RobustBench counts it: external (real images from elsewhere, e.g.
+    # Carmon's pseudo-labelled Tiny Images: additional data) or generated (a generative model's
+    # images, trained on the training set alone: not additional data, footnoted). Unset: `rrn
+    # export robustbench` refuses to guess.
+    extra_kind: str | None = None
     epoch_images: int | None = None  # images per epoch; None: one pass over the labelled images
     crop_padding: int = 4
     flip: bool = True
@@ -135,6 +141,8 @@ class DataConfig:
         check_options(self.name, self.options, field="data")
         _check_range("data.val_size", self.val_size, 0, MAX_COUNT)
         _check_range("data.extra_fraction", self.extra_fraction, 0.0, 1.0)
+        if self.extra_kind is not None:
+            _check_choice("data.extra_kind", self.extra_kind, EXTRA_KINDS)
         if self.epoch_images is not None:
             _check_range("data.epoch_images", self.epoch_images, 1, MAX_EPOCH_IMAGES)
         _check_range("data.crop_padding", self.crop_padding, 0, MAX_COUNT)
