@@ -16,8 +16,9 @@
 # timeout_s 600. It writes $OUT/cuda-tests.log, $OUT/gpu.json, $OUT/profile.txt,
 # $OUT/gpu-compile.json, $OUT/progress.log, $OUT/RESULTS.md (benchmarks/RESULTS.md with its cuda
 # sections replaced) and $OUT/throughput.json (the package's table with a cuda entry); copy the
-# last two over their files here and commit. Without OUT, under /tmp/bench-gpu. Arguments are passed on to both runs, and
-# DEVICE=cpu runs the same steps on a CPU (a dry run of this script, not a measurement):
+# last two over their files here and commit. Without OUT, under /tmp/bench-gpu. Arguments are
+# passed on to both runs, and DEVICE=cpu runs the same steps on a CPU (a dry run of this script,
+# not a measurement):
 #   DEVICE=cpu bash benchmarks/gpu.sh --sizes tiny --batch 2 --repeats 1 --min-time 0 \
 #     --aa-samples 1 --loader-batches 2
 set -euo pipefail

@@ -124,11 +124,12 @@ def model_info(
 ) -> dict[str, Any]:
     """The leaderboard entry in RobustBench's field order; accuracies as percent strings."""
     data = run.config.data
+    extra_kind = _extra_kind(data)
     info: dict[str, Any] = {
         "link": paper["link"],
         "name": paper["name"],
         "authors": paper["authors"],
-        "additional_data": _extra_kind(data) == "external",
+        "additional_data": extra_kind == "external",
         "number_forward_passes": 1,  # a deterministic forward pass
         "dataset": data.name,
         "venue": paper["venue"],
@@ -141,7 +142,7 @@ def model_info(
     if external is not None:
         info["external"] = f"{external:.2f}"
     notes = _footnotes(claim)
-    if _extra_kind(data) == "generated":  # RobustBench's wording for Wang2023Better's entry
+    if extra_kind == "generated":  # RobustBench's wording for Wang2023Better's entry
         notes.append(
             f"It uses synthetic images in training, {data.extra_fraction:.0%} of each batch."
         )
